@@ -1,0 +1,1 @@
+"""citearchive: render cited web sources on a schedule and keep every snapshot."""
