@@ -1,0 +1,206 @@
+"""Destination policy: which network addresses the crawler may talk to.
+
+Every outgoing connection the crawler (or the browser, through ``crawler.egress_proxy``) makes
+is checked here. By default only globally routable unicast addresses are allowed; loopback,
+private, link-local (including the cloud metadata address 169.254.169.254), shared address space
+(100.64.0.0/10), multicast, reserved and unspecified addresses are refused, as are IPv6 forms
+that embed such an IPv4 address (IPv4-mapped, 6to4, NAT64). ``allow_private_networks = true``
+in the config lifts the address check (for tests against servers on loopback).
+
+``check_url`` never touches the network; ``resolve``/``resolve_async`` resolve a host name and
+refuse it if *any* of its addresses is refused, so a caller that connects to one of the returned
+addresses connects to an address that was checked (no DNS-rebinding window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from crawler.errors import CaptureError, DestinationRefused
+
+__all__ = ["ALLOWED_SCHEMES", "DestinationPolicy"]
+
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+_METADATA = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# What a WHATWG URL parser (and so Chromium) reads as an IPv4 address: 1-4 dot-separated
+# decimal, octal or hex numbers ("2130706433", "0x7f.1", "0177.0.0.1").
+_NUMERIC_HOST = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]*|[0-9]+)){0,3}")
+
+# getaddrinfo cannot be cancelled; a small shared pool bounds the threads a hung resolver can
+# pin, and callers stop waiting after their timeout.
+_DNS_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="netguard-dns")
+
+
+def _why_not_global(ip: IPAddress) -> str | None:
+    """The reason ``ip`` is not a public unicast address, or None if it is one."""
+    if ip in _METADATA:
+        return "cloud metadata service"
+    for flag in ("loopback", "unspecified", "link_local", "multicast"):
+        if getattr(ip, f"is_{flag}"):
+            return flag.replace("_", "-")
+    if isinstance(ip, ipaddress.IPv4Address):
+        if ip in _SHARED:
+            return "shared address space 100.64.0.0/10"
+        if ip.is_reserved:
+            return "reserved"
+    else:
+        if ip.is_site_local:
+            return "site-local"
+        if ip in _IPV4_COMPATIBLE:
+            return "deprecated IPv4-compatible IPv6"
+        embedded = ip.sixtofour
+        if embedded is None and any(ip in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:  # 6to4 / NAT64: as public as the IPv4 address inside
+            why = _why_not_global(embedded)
+            return None if why is None else f"embeds {embedded}, {why}"
+    if ip.is_private:
+        return "private"
+    return None if ip.is_global else "reserved"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _numeric_ipv4(host: str) -> str | None:
+    """The dotted IPv4 address a numeric host such as "2130706433" stands for, else None."""
+    if not _NUMERIC_HOST.fullmatch(host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    """Which destinations outgoing requests may reach.
+
+    Raises ``DestinationRefused`` for a refused destination and ``CaptureError`` when a host
+    cannot be resolved (that is "unreachable", not a policy decision).
+    """
+
+    allow_private_networks: bool = False
+
+    def check_url(self, url: str) -> None:
+        """Refuse ``url`` unless it is http(s) with a host; check a literal IP host. No DNS."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError as exc:
+            raise DestinationRefused(f"{_one_line(url)} is not a valid URL ({exc})") from exc
+        scheme = parts.scheme.lower()
+        if scheme not in ALLOWED_SCHEMES:
+            raise DestinationRefused(
+                f"{_one_line(url)}: scheme {_one_line(scheme, 40)!r} is not allowed "
+                "(only http and https)"
+            )
+        if not host:
+            raise DestinationRefused(f"{_one_line(url)} has no host")
+        self.check_host(host)
+
+    def check_host(self, host: str) -> None:
+        """Refuse a host name that is not a valid DNS name or that is a refused literal IP."""
+        host = host.strip("[]").rstrip(".").lower()
+        if not host or any(ch.isspace() or ord(ch) < 0x20 or ch in "/\\@#?" for ch in host):
+            raise DestinationRefused(f"{_one_line(host)!r} is not a valid host name")
+        literal = _numeric_ipv4(host)
+        if literal is None:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                return  # a DNS name: resolve() decides
+            literal = host
+        self.check_address(literal)
+
+    def check_address(self, ip: str) -> None:
+        """Refuse ``ip`` unless it is a global unicast address (or private networks are allowed)."""
+        why = self._refusal_reason(ip)
+        if why is not None:
+            raise DestinationRefused(f"{_one_line(ip)} is not a public address ({why})")
+
+    def _refusal_reason(self, ip: str) -> str | None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError as exc:
+            raise DestinationRefused(f"{_one_line(ip)!r} is not an IP address") from exc
+        if self.allow_private_networks:
+            return None
+        mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
+        why = _why_not_global(mapped if mapped is not None else addr)
+        if why is not None and mapped is not None:
+            why = f"IPv4-mapped {mapped}, {why}"
+        return why
+
+    def _addresses(self, host: str, infos: list[tuple]) -> list[str]:
+        seen: list[str] = []
+        for info in infos:
+            address = str(info[4][0])
+            if address not in seen:
+                seen.append(address)
+        if not seen:
+            raise CaptureError(f"cannot resolve {_one_line(host)}: no addresses")
+        for address in seen:
+            why = self._refusal_reason(address)
+            if why is not None:
+                raise DestinationRefused(
+                    f"{_one_line(host)} resolves to {address}, not a public address ({why})"
+                )
+        return seen
+
+    @staticmethod
+    def _getaddrinfo(host: str, port: int) -> list[tuple]:
+        try:
+            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError) as exc:
+            raise CaptureError(f"cannot resolve {_one_line(host)}: {exc}") from exc
+
+    def _prepare(self, host: str) -> str:
+        self.check_host(host)
+        host = host.strip("[]").rstrip(".")
+        return _numeric_ipv4(host) or host
+
+    def resolve(self, host: str, port: int, timeout: float = 10.0) -> list[str]:
+        """Resolve ``host``; refuse it if any address is refused; return the checked addresses."""
+        name = self._prepare(host)
+        future = _DNS_POOL.submit(self._getaddrinfo, name, port)
+        try:
+            infos = future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise CaptureError(
+                f"cannot resolve {_one_line(host)}: timed out after {timeout:g}s"
+            ) from None
+        return self._addresses(host, infos)
+
+    async def resolve_async(self, host: str, port: int, timeout: float = 10.0) -> list[str]:
+        """``resolve`` for asyncio code: the lookup runs in a worker thread."""
+        name = self._prepare(host)
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.run_in_executor(_DNS_POOL, self._getaddrinfo, name, port), timeout
+            )
+        except TimeoutError:
+            raise CaptureError(
+                f"cannot resolve {_one_line(host)}: timed out after {timeout:g}s"
+            ) from None
+        return self._addresses(host, infos)
