@@ -1,0 +1,38 @@
+# citearchive — `make run` and `make test` each do all set-up on a fresh Debian machine.
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+PYTHON  ?= python3
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CONFIG  ?= config/citearchive.toml
+
+.PHONY: install chromium run test lint bench clean
+
+install: $(STAMP) chromium
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian's Chromium, driven by Playwright through executable_path (never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+run: install
+	$(BIN)/citearchive --config $(CONFIG) run-once --all
+	$(BIN)/citearchive --config $(CONFIG) status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) archive .pytest_cache .ruff_cache

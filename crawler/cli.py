@@ -1,0 +1,209 @@
+"""The ``citearchive`` command line.
+
+Exit codes (a cron wrapper can act on them; see README):
+    0  done (changed, gone or unreachable sources are findings, not errors)
+    1  unexpected internal error
+    2  bad input: config, URL, arguments — nothing was written
+    3  the source or capture asked for does not exist
+    4  the store or the index failed
+    5  another run holds the lock
+    6  the run finished but some captures could not be stored
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from crawler.app import App, parse_time
+from crawler.config import Config, load_config
+from crawler.errors import CitearchiveError
+from crawler.reports import capture_record, history_table, status_records, status_table
+from crawler.sources import Citation, load_citation_list, register
+
+EXIT_STORE_FAILED = 6
+ARTIFACTS = ("dom", "raw", "screenshot", "text", "warc")
+logger = logging.getLogger("citearchive")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file (default: ./citearchive.toml, ./config/citearchive.toml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Keep the web sources a document cites from silently changing or vanishing."""
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for handler in logging.root.handlers:
+        # Scrapy lowers the root logger's level; the handler keeps ours.
+        handler.setLevel(level)
+    ctx.obj = {"config_path": config_path, "log_level": logging.getLevelName(level)}
+
+
+def _config(ctx: click.Context) -> Config:
+    return load_config(ctx.obj["config_path"])
+
+
+@cli.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--document", help="Name of the document that cites these URLs.")
+@click.pass_context
+def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None:
+    """Register sources by hand."""
+    app = App.open(_config(ctx))
+    try:
+        records = register(app.archive, app.index, [Citation(u, document) for u in urls])
+    finally:
+        app.close()
+    for record in records:
+        click.echo(f"{record['id']}  {record['canonical_url']}")
+
+
+@cli.command("run-once")
+@click.option("--all", "everything", is_flag=True, help="Capture every source, due or not.")
+@click.pass_context
+def run_once(ctx: click.Context, everything: bool) -> None:
+    """Capture the sources that are due (or all of them) and exit."""
+    from crawler.progress import run_with_progress  # Scrapy/Playwright only when crawling
+
+    config = _config(ctx)
+    citations = [c for path in config.citation_lists for c in load_citation_list(path)]
+    app = App.open(config)
+    try:
+        with app.run_lock():
+            if citations:
+                register(app.archive, app.index, citations)
+            due = app.due_sources(everything)
+            app.close()
+            results = run_with_progress(config, due, ctx.obj["log_level"])
+    finally:
+        app.close()
+    counts = Counter(r.verdict for r in results)
+    order = ("new", "changed", "unchanged", "moved", "gone", "restored", "unreachable", "error")
+    parts = [f"{counts[v]} {v}" for v in order if counts[v]]
+    click.echo(f"captured {len(results)} of {len(due)} due sources"
+               + (": " + ", ".join(parts) if parts else ""))
+    if counts["error"] or len(results) < len(due):
+        click.echo(f"citearchive: {len(due) - len(results) + counts['error']} capture(s) "
+                   "could not be stored", err=True)
+        ctx.exit(EXIT_STORE_FAILED)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Each source with its latest verdict."""
+    app = App.open(_config(ctx))
+    try:
+        records = status_records(app.index)
+    finally:
+        app.close()
+    click.echo(json.dumps(records, indent=2) if as_json else status_table(records))
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def history(ctx: click.Context, url: str, as_json: bool) -> None:
+    """One source's captures, oldest first."""
+    app = App.open(_config(ctx))
+    try:
+        source = app.source_for(url)
+        rows = [capture_record(r) for r in app.index.captures(source.id)]
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(history_table(source.canonical_url, rows))
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--at", "at", help="Time (RFC 3339): the last capture at or before it.")
+@click.option("--artifact", type=click.Choice(ARTIFACTS), default="dom", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Print the capture's metadata instead.")
+@click.pass_context
+def get(ctx: click.Context, url: str, at: str | None, artifact: str, output: str | None,
+        as_json: bool) -> None:
+    """A preserved copy of a source."""
+    try:
+        when = parse_time(at) if at else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from exc
+    app = App.open(_config(ctx))
+    try:
+        row = app.capture_at(app.source_for(url), when, None if as_json else artifact)
+        if as_json:
+            click.echo(json.dumps(capture_record(row), indent=2))
+            return
+        data = app.archive.get_blob(row.artifacts[artifact]["sha256"])
+    finally:
+        app.close()
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        _write_atomically(Path(output), data)
+
+
+@cli.command()
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Rebuild the index from the store alone."""
+    app = App.open(_config(ctx))
+    try:
+        sources, captures = app.index.rebuild(app.archive)
+    finally:
+        app.close()
+    click.echo(f"reindexed {sources} sources, {captures} captures")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` holds either the old file or the whole new one."""
+    directory = path.resolve().parent
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map citearchive's errors to one stderr line and a documented exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="citearchive", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("citearchive: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except CitearchiveError as exc:
+        click.echo(f"citearchive: error: {exc}", err=True)
+        return exc.exit_code
+    except OSError as exc:
+        click.echo(f"citearchive: error: {exc}", err=True)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

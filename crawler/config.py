@@ -1,0 +1,146 @@
+"""The configuration a user edits, parsed once into a typed object.
+
+A config file is TOML. Unknown keys and wrong types are refused (``ConfigError``, exit 2)
+so a typo never silently falls back to a default. Relative paths in the file (a
+``file:`` store, an index, citation lists) are resolved against the file's own folder,
+so a cron job with another working directory reads the same archive.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crawler.errors import ConfigError
+
+DEFAULT_CONFIG_NAMES = ("citearchive.toml", "config/citearchive.toml")
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/130.0 Safari/537.36 citearchive/0.1 (citation archiver)"
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Section):
+    url: str = "file:archive"
+
+
+class IndexConfig(_Section):
+    # Empty means: next to a file:// store, or citearchive-index.sqlite beside the config.
+    url: str = ""
+
+
+class CrawlConfig(_Section):
+    allow_private_networks: bool = False
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    page_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    settle_timeout: Annotated[float, Field(ge=0, le=300)] = 10.0
+    chromium_path: str = "/usr/bin/chromium"
+    user_agent: str = DEFAULT_USER_AGENT
+    viewport_width: Annotated[int, Field(ge=200, le=4000)] = 1280
+    viewport_height: Annotated[int, Field(ge=200, le=4000)] = 900
+    max_screenshot_height: Annotated[int, Field(ge=200, le=100_000)] = 20_000
+    pages_per_context: Annotated[int, Field(ge=1, le=10_000)] = 50
+
+
+class ScheduleConfig(_Section):
+    interval_hours: Annotated[float, Field(gt=0)] = 24.0
+
+
+class SourcesConfig(_Section):
+    # TOML citation lists registered at the start of every run (see config/citations.toml).
+    lists: list[str] = []
+
+
+class Config(_Section):
+    store: StoreConfig = StoreConfig()
+    index: IndexConfig = IndexConfig()
+    crawl: CrawlConfig = CrawlConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    sources: SourcesConfig = SourcesConfig()
+    # Folder that relative paths are resolved against; not a TOML key.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @property
+    def store_url(self) -> str:
+        """The store URL with a relative ``file:`` path made absolute."""
+        parts = urlsplit(self.store.url)
+        if parts.scheme == "file":
+            path = Path(parts.path)
+            if not path.is_absolute():
+                path = self.base_dir / path
+            return "file://" + str(path.resolve())
+        return self.store.url
+
+    @property
+    def index_url(self) -> str:
+        if self.index.url:
+            if self.index.url.startswith("sqlite:///") and not self.index.url.startswith(
+                "sqlite:////"
+            ):
+                rel = self.index.url.removeprefix("sqlite:///")
+                return "sqlite:///" + str((self.base_dir / rel).resolve())
+            return self.index.url
+        store = urlsplit(self.store_url)
+        if store.scheme == "file":
+            return "sqlite:///" + str(Path(store.path) / "index.sqlite")
+        return "sqlite:///" + str((self.base_dir / "citearchive-index.sqlite").resolve())
+
+    @property
+    def lock_path(self) -> Path:
+        """Where run-once keeps its lock: beside the index."""
+        url = self.index_url
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///")).with_suffix(".lock")
+        return self.base_dir / "citearchive.lock"
+
+    @property
+    def citation_lists(self) -> list[Path]:
+        return [self.base_dir / p for p in self.sources.lists]
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read the config at ``path``, or the first default that exists, or built-in defaults."""
+    if path is None:
+        found = next((Path(n) for n in DEFAULT_CONFIG_NAMES if Path(n).is_file()), None)
+        if found is None:
+            return Config()
+        path = found
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from exc
+    return parse_config(raw, base_dir=path.resolve().parent, origin=str(path))
+
+
+def parse_config(raw: dict, *, base_dir: Path, origin: str) -> Config:
+    """Validate a parsed TOML mapping; the first problem becomes a one-line ConfigError."""
+    if "base_dir" in raw:
+        raise ConfigError(f"{origin}: unknown key 'base_dir'")
+    try:
+        config = Config.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{origin}: unknown key '{where}'") from exc
+        raise ConfigError(f"{origin}: invalid value for '{where}': {err['msg']}") from exc
+    scheme = urlsplit(config.store.url).scheme
+    if scheme not in ("file", "s3"):
+        raise ConfigError(
+            f"{origin}: store.url {config.store.url!r} must start with file: or s3://"
+        )
+    return config

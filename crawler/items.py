@@ -1,0 +1,36 @@
+"""What the spider hands to the item pipelines: one capture attempt of one source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CaptureItem:
+    """Everything kept of one capture attempt, before it is stored.
+
+    ``http_status`` is None when the browser got no real response (DNS, refused, timeout,
+    refused destination): such a capture is never reported as a live page.
+    """
+
+    source_id: str
+    url: str
+    captured_at: str
+    final_url: str | None = None
+    http_status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    redirect_chain: list[dict] = field(default_factory=list)
+    media_type: str = ""
+    raw: bytes | None = None
+    dom: bytes | None = None
+    screenshot: bytes | None = None
+    text: str | None = None
+    warc: bytes | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    refused: list[dict] = field(default_factory=list)
+    resources: int = 0
+
+    @property
+    def answered(self) -> bool:
+        return self.http_status is not None

@@ -1,0 +1,79 @@
+"""Item pipeline: judge and store every CaptureItem the spider yields.
+
+Storage is blocking I/O (disk, S3, SQLite), so it runs on one worker thread of its own:
+the reactor, and with it Chromium, keeps going while a capture uploads, and captures are
+stored one at a time, in order, which the per-source hash chain needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+from crawler.archiving import store_capture
+from crawler.errors import CitearchiveError
+from crawler.items import CaptureItem
+from storage.archive import Archive
+from storage.index import Index
+from storage.objectstore import open_store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """What the run reports for one stored capture."""
+
+    source_id: str
+    url: str
+    capture_id: str | None
+    verdict: str
+    reason: str
+    error: str | None = None
+
+
+class ArchivePipeline:
+    def __init__(self, archive: Archive, index: Index) -> None:
+        self.archive = archive
+        self.index = index
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ArchivePipeline:
+        store_url = crawler.settings.get("CITEARCHIVE_STORE_URL")
+        index_url = crawler.settings.get("CITEARCHIVE_INDEX_URL")
+        if not store_url or not index_url:
+            raise NotConfigured("CITEARCHIVE_STORE_URL and CITEARCHIVE_INDEX_URL are required")
+        pipeline = cls(Archive(open_store(store_url)), Index(index_url))
+        crawler.signals.connect(pipeline.close, signal=signals.spider_closed)
+        return pipeline
+
+    async def process_item(self, item: CaptureItem) -> CaptureResult:
+        loop = asyncio.get_running_loop()
+        try:
+            stored = await loop.run_in_executor(self._executor, store_capture,
+                                                self.archive, self.index, item)
+        except CitearchiveError as exc:
+            # The capture could not be kept: report it, and let the other sources go on.
+            logger.error("could not store capture of %s: %s", item.url, exc,
+                         extra={"url": item.url, "source_id": item.source_id})
+            return CaptureResult(item.source_id, item.url, None, "error", str(exc), str(exc))
+        manifest = stored.manifest
+        return CaptureResult(
+            source_id=item.source_id,
+            url=item.url,
+            capture_id=manifest["id"],
+            verdict=manifest["verdict"],
+            reason=manifest["reason"],
+            error=manifest["error"],
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.index.close()

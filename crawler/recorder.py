@@ -1,0 +1,143 @@
+"""Record the browser's own traffic for one page: every request, response and body.
+
+Listeners are attached before navigation (scrapy-playwright's page init callback), so the
+main document, its redirect hops and every subresource, XHR and fetch are seen. Bodies are
+read as the responses arrive; ``drain()`` waits for the pending reads before the page closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page, Request, Response
+
+from storage.warc import Exchange
+
+logger = logging.getLogger(__name__)
+
+REFUSED_HEADER = "x-citearchive-refused"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of the main document's redirect chain."""
+
+    url: str
+    status: int
+    location: str | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class TrafficRecorder:
+    """Collects ``Exchange`` objects for everything one page loads."""
+
+    def __init__(self, page: Page, *, max_body_bytes: int = 50 * 1024 * 1024) -> None:
+        self.page = page
+        self.max_body_bytes = max_body_bytes
+        self.exchanges: list[Exchange] = []
+        self.refused: list[tuple[str, str]] = []
+        self._by_request: dict[int, Exchange] = {}
+        self._nav_responses: list[Response] = []
+        self._pending: set[asyncio.Task] = set()
+        page.on("request", self._on_request)
+        page.on("response", self._on_response)
+        page.on("requestfailed", self._on_failed)
+
+    def _on_request(self, request: Request) -> None:
+        if not request.url.startswith(("http://", "https://")):
+            return  # the browser's own chrome:// and extension resources are not the page's
+        ex = Exchange(
+            url=request.url,
+            method=request.method,
+            resource_type=request.resource_type,
+            started_at=_now(),
+        )
+        self._by_request[id(request)] = ex
+        self.exchanges.append(ex)
+
+    def _on_failed(self, request: Request) -> None:
+        ex = self._by_request.get(id(request))
+        if ex is not None and ex.status is None:
+            ex.error = request.failure or "failed"
+
+    def _on_response(self, response: Response) -> None:
+        if not response.request.url.startswith(("http://", "https://")):
+            return
+        if response.request.is_navigation_request() and response.frame == self.page.main_frame:
+            self._nav_responses.append(response)
+        task = asyncio.ensure_future(self._fill(response))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _fill(self, response: Response) -> None:
+        request = response.request
+        ex = self._by_request.get(id(request))
+        if ex is None:  # a response whose request event we missed: keep it anyway
+            ex = Exchange(url=request.url, method=request.method, started_at=_now())
+            self._by_request[id(request)] = ex
+            self.exchanges.append(ex)
+        try:
+            ex.request_headers = [(h["name"], h["value"]) for h in await request.headers_array()]
+            ex.request_body = request.post_data_buffer
+            headers = [(h["name"], h["value"]) for h in await response.headers_array()]
+            refused = next((v for k, v in headers if k.lower() == REFUSED_HEADER), None)
+            if refused is not None:
+                # Our egress proxy answered, not the site: record the refusal, not a response.
+                ex.error = f"refused: {refused}"
+                self.refused.append((request.url, refused))
+                return
+            ex.status = response.status
+            ex.status_text = response.status_text
+            ex.response_headers = headers
+            addr = await response.server_addr()
+            ex.server_ip = addr["ipAddress"] if addr else None
+            if not 300 <= response.status < 400:
+                body = await response.body()
+                if len(body) > self.max_body_bytes:
+                    ex.error = f"body larger than {self.max_body_bytes} bytes, not kept"
+                    body = b""
+                ex.body = body
+        except PlaywrightError as exc:
+            # The page may navigate away or close before a body is read; keep what we have.
+            ex.error = ex.error or f"body unavailable: {exc.message.splitlines()[0]}"
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait (bounded) until every body read that has started is finished."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout)
+
+    def main_response(self) -> Response | None:
+        """The main frame's last navigation response that is not a redirect."""
+        for response in reversed(self._nav_responses):
+            if not 300 <= response.status < 400 or not response.headers.get("location"):
+                return response
+        return None
+
+    def main_exchange(self) -> Exchange | None:
+        response = self.main_response()
+        if response is None:
+            return None
+        return self._by_request.get(id(response.request))
+
+    def redirect_chain(self) -> list[Hop]:
+        """The hops that led to the main response, first request first."""
+        response = self.main_response()
+        if response is None:
+            return []
+        hops: list[Hop] = []
+        request = response.request.redirected_from
+        while request is not None:
+            ex = self._by_request.get(id(request))
+            status = ex.status if ex and ex.status is not None else 0
+            location = dict((k.lower(), v) for k, v in ex.response_headers).get("location") if ex else None
+            hops.append(Hop(url=request.url, status=status, location=location))
+            request = request.redirected_from
+        hops.reverse()
+        return hops

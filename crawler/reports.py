@@ -1,0 +1,73 @@
+"""Turn index rows into what ``status`` and ``history`` print (JSON records and tables)."""
+
+from __future__ import annotations
+
+from storage.index import CaptureRow, Index
+
+
+def capture_record(row: CaptureRow) -> dict:
+    """One capture as ``history --json`` gives it: the contract fields, then the rest."""
+    record = {
+        "id": row.id,
+        "captured_at": row.captured_at,
+        "verdict": row.verdict,
+        "reason": row.reason,
+        "http_status": row.http_status,
+        "final_url": row.final_url,
+        "error": row.error,
+        "manifest": row.manifest_key,
+        "manifest_sha256": row.manifest_sha256,
+        "text_sha256": row.text_sha256,
+        "artifacts": row.artifacts,
+    }
+    for name, meta in sorted(row.artifacts.items()):
+        record[f"{name}_sha256"] = meta["sha256"]
+    return record
+
+
+def status_records(index: Index) -> list[dict]:
+    """Every source with its latest capture (None before the first)."""
+    records = []
+    for source in index.list_sources():
+        latest = index.latest_capture(source.id)
+        records.append({
+            "id": source.id,
+            "url": source.canonical_url,
+            "urls": source.urls,
+            "citations": source.citations,
+            "added_at": source.added_at,
+            "latest": None if latest is None else {
+                "id": latest.id,
+                "captured_at": latest.captured_at,
+                "verdict": latest.verdict,
+                "reason": latest.reason,
+                "http_status": latest.http_status,
+                "final_url": latest.final_url,
+            },
+            "verdict": latest.verdict if latest else None,
+        })
+    return records
+
+
+def status_table(records: list[dict]) -> str:
+    if not records:
+        return "no sources registered (use `citearchive add URL` or `import`)"
+    lines = []
+    for r in records:
+        latest = r["latest"]
+        when = latest["captured_at"] if latest else "never captured"
+        verdict = latest["verdict"] if latest else "-"
+        reason = f"  ({latest['reason']})" if latest and latest["reason"] else ""
+        lines.append(f"{verdict:<12} {when:<28} {r['url']}{reason}")
+    return "\n".join(lines)
+
+
+def history_table(url: str, rows: list[dict]) -> str:
+    lines = [url]
+    if not rows:
+        lines.append("  no captures yet")
+    for r in rows:
+        status = r["http_status"] if r["http_status"] is not None else "-"
+        lines.append(f"  {r['captured_at']}  {r['id']}  {r['verdict']:<12} {status!s:>4}  "
+                     f"{r['reason'] or ''}")
+    return "\n".join(lines)

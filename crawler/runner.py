@@ -1,0 +1,128 @@
+"""Run one crawl batch: a list of sources in, stored captures out.
+
+The batch runs Scrapy in this process with the asyncio reactor, scrapy-playwright driving
+one Chromium for the whole batch, and the egress proxy as the browser's only way out.
+The Twisted reactor cannot be restarted, so a process runs at most one batch; long-lived
+callers (the scheduler) start a process per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from scrapy import signals
+from scrapy.crawler import CrawlerProcess
+
+from crawler.config import Config
+from crawler.egress_proxy import EgressProxy
+from crawler.netguard import DestinationPolicy
+from crawler.pagecapture import PageOptions
+from crawler.pipelines import CaptureResult
+from spiders.capture import CaptureSpider, CaptureTarget
+
+logger = logging.getLogger(__name__)
+
+CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    # Chromium bypasses a proxy for loopback unless told not to: the guard must see all.
+    "--proxy-bypass-list=<-loopback>",
+]
+
+
+def browser_launch_options(config: Config, proxy_url: str) -> dict:
+    running_as_root = os.geteuid() == 0
+    return {
+        "executable_path": config.crawl.chromium_path,
+        "headless": True,
+        "args": CHROMIUM_ARGS,
+        # Chromium's sandbox cannot start as root; elsewhere keep it on.
+        "chromium_sandbox": not running_as_root,
+        "proxy": {"server": proxy_url},
+        "timeout": 60_000,
+    }
+
+
+def context_options(config: Config) -> dict:
+    return {
+        "user_agent": config.crawl.user_agent,
+        "viewport": {"width": config.crawl.viewport_width, "height": config.crawl.viewport_height},
+        # A service worker would answer requests outside the page's response events.
+        "service_workers": "block",
+        "java_script_enabled": True,
+        "accept_downloads": True,
+    }
+
+
+def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -> dict:
+    timeout_ms = int(config.crawl.page_timeout * 1000)
+    return {
+        "BOT_NAME": "citearchive",
+        "SPIDER_MODULES": ["spiders"],
+        "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+        "DOWNLOAD_HANDLERS": {
+            "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+            "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+        },
+        "PLAYWRIGHT_BROWSER_TYPE": "chromium",
+        "PLAYWRIGHT_LAUNCH_OPTIONS": browser_launch_options(config, proxy_url),
+        "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": timeout_ms,
+        "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": config.crawl.concurrency,
+        # Send the browser's own headers, not Scrapy's: the page is fetched as a browser would.
+        "PLAYWRIGHT_PROCESS_REQUEST_HEADERS": None,
+        "CONCURRENT_REQUESTS": config.crawl.concurrency,
+        "DOWNLOAD_TIMEOUT": config.crawl.page_timeout + config.crawl.settle_timeout + 30,
+        "ROBOTSTXT_OBEY": False,
+        # A 404 or 410 is evidence (a deletion), not an error to drop.
+        "HTTPERROR_ALLOW_ALL": True,
+        "LOG_INSTALL_ROOT_HANDLER": False,
+        "RETRY_ENABLED": False,
+        "COOKIES_ENABLED": False,
+        "TELNETCONSOLE_ENABLED": False,
+        "LOG_LEVEL": log_level,
+        "ITEM_PIPELINES": {"crawler.pipelines.ArchivePipeline": 300},
+        "CITEARCHIVE_STORE_URL": config.store_url,
+        "CITEARCHIVE_INDEX_URL": config.index_url,
+    }
+
+
+def run_batch(
+    config: Config,
+    targets: Sequence[CaptureTarget],
+    on_result: Callable[[CaptureResult], None] | None = None,
+    log_level: str = "WARNING",
+) -> list[CaptureResult]:
+    """Capture ``targets`` and return one result per stored capture."""
+    results: list[CaptureResult] = []
+    if not targets:
+        return results
+    policy = DestinationPolicy(allow_private_networks=config.crawl.allow_private_networks)
+
+    def collect(item: object, **_: object) -> None:
+        if isinstance(item, CaptureResult):
+            results.append(item)
+            if on_result is not None:
+                on_result(item)
+
+    with EgressProxy(policy, connect_timeout=min(config.crawl.page_timeout, 30.0)) as proxy:
+        process = CrawlerProcess(crawl_settings(config, proxy.url, log_level))
+        crawler = process.create_crawler(CaptureSpider)
+        crawler.signals.connect(collect, signal=signals.item_scraped)
+        process.crawl(
+            crawler,
+            targets=list(targets),
+            policy=policy,
+            page_options=PageOptions(
+                settle_timeout=config.crawl.settle_timeout,
+                max_screenshot_height=config.crawl.max_screenshot_height,
+            ),
+            context_kwargs=context_options(config),
+            pages_per_context=config.crawl.pages_per_context,
+        )
+        process.start()
+    return results

@@ -1,0 +1,89 @@
+"""Register sources: canonical URL, the original URLs seen, and who cites them.
+
+A source record is written to the store first (it is the truth ``reindex`` rebuilds
+from), then to the index. Registering the same source again only merges new original
+URLs and citations into its record.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from crawler.errors import ConfigError, InvalidURLError
+from crawler.urls import canonicalize
+from storage.archive import Archive
+from storage.ids import source_id, utc_now_rfc3339
+from storage.index import Index
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One place that cites a URL: a document and, when known, the citing passage."""
+
+    url: str
+    document: str | None = None
+    context: str | None = None
+
+    def as_record(self) -> dict:
+        return {k: v for k, v in {"document": self.document, "context": self.context}.items() if v}
+
+
+def merge_source(existing: dict | None, canonical: str, citation: Citation) -> dict:
+    """The source record after registering ``citation`` (``existing`` is not modified)."""
+    record = dict(existing) if existing else {
+        "id": source_id(canonical),
+        "canonical_url": canonical,
+        "urls": [],
+        "citations": [],
+        "added_at": utc_now_rfc3339(),
+    }
+    record["urls"] = list(record["urls"])
+    record["citations"] = list(record["citations"])
+    if citation.url not in record["urls"]:
+        record["urls"].append(citation.url)
+    cited = citation.as_record()
+    if cited and cited not in record["citations"]:
+        record["citations"].append(cited)
+    return record
+
+
+def register(archive: Archive, index: Index, citations: list[Citation]) -> list[dict]:
+    """Validate every URL first (all or nothing), then store and index each source."""
+    canonical = [canonicalize(c.url) for c in citations]
+    records: dict[str, dict] = {}
+    for citation, canon in zip(citations, canonical, strict=True):
+        sid = source_id(canon)
+        existing = records.get(sid) or archive.get_source(sid)
+        records[sid] = merge_source(existing, canon, citation)
+    for record in records.values():
+        archive.put_source(record)
+        index.upsert_source(record)
+    return list(records.values())
+
+
+def load_citation_list(path: Path) -> list[Citation]:
+    """Read a TOML citation list: ``[[citation]]`` tables with url, document, context."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: citation list not found") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read citation list: {exc}") from exc
+    unknown = set(data) - {"citation"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{sorted(unknown)[0]}'")
+    citations = []
+    for n, entry in enumerate(data.get("citation", []), start=1):
+        extra = set(entry) - {"url", "document", "context"}
+        if extra or not isinstance(entry.get("url"), str):
+            what = f"unknown key '{sorted(extra)[0]}'" if extra else "missing url"
+            raise ConfigError(f"{path}: citation {n}: {what}")
+        citation = Citation(entry["url"], entry.get("document"), entry.get("context"))
+        try:
+            canonicalize(citation.url)
+        except InvalidURLError as exc:
+            raise ConfigError(f"{path}: citation {n}: {exc}") from exc
+        citations.append(citation)
+    return citations

@@ -1,0 +1,150 @@
+"""The capture spider: render each source once in Chromium and yield a CaptureItem.
+
+Every request goes through scrapy-playwright with the page handed to the callback, so the
+callback can let the page settle and take the DOM and screenshot itself. A failure of one
+source (DNS, refused, timeout, refused destination) becomes an `unreachable` item; it never
+stops the crawl.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import scrapy
+from scrapy.http import Response
+from twisted.python.failure import Failure
+
+from crawler.errors import DestinationRefused
+from crawler.items import CaptureItem
+from crawler.netguard import DestinationPolicy
+from crawler.pagecapture import PageOptions, fill_from_page
+from crawler.recorder import TrafficRecorder
+from storage.ids import utc_now_rfc3339
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    source_id: str
+    url: str
+
+
+class ContextRecycler:
+    """Spread pages over numbered browser contexts and close each one when it is used up.
+
+    A context that has served ``pages_per_context`` pages gets no new page; once its last
+    page is done it is closed, which frees what Chromium and scrapy-playwright keep per
+    context (long runs otherwise grow without bound).
+    """
+
+    def __init__(self, pages_per_context: int) -> None:
+        self.pages_per_context = pages_per_context
+        self._assigned = 0
+        self._given: dict[str, int] = {}  # pages handed to each context so far
+        self._open: dict[str, int] = {}  # pages of each context not yet closed
+
+    def assign(self) -> str:
+        name = f"capture-{self._assigned // self.pages_per_context}"
+        self._assigned += 1
+        self._given[name] = self._given.get(name, 0) + 1
+        self._open[name] = self._open.get(name, 0) + 1
+        return name
+
+    def finished(self, name: str) -> bool:
+        """Record one page of ``name`` done; True when the context can be closed."""
+        self._open[name] -= 1
+        return self._open[name] == 0 and self._given[name] >= self.pages_per_context
+
+
+class CaptureSpider(scrapy.Spider):
+    name = "capture"
+    custom_settings: dict = {}
+
+    def __init__(
+        self,
+        targets: Iterable[CaptureTarget] = (),
+        policy: DestinationPolicy | None = None,
+        page_options: PageOptions | None = None,
+        context_kwargs: dict | None = None,
+        pages_per_context: int = 50,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.targets = list(targets)
+        self.policy = policy or DestinationPolicy()
+        self.page_options = page_options or PageOptions()
+        self.context_kwargs = context_kwargs or {}
+        self.recycler = ContextRecycler(pages_per_context)
+
+    async def start(self) -> AsyncIterator[scrapy.Request | CaptureItem]:
+        for target in self.targets:
+            try:
+                self.policy.check_url(target.url)
+            except DestinationRefused as exc:
+                yield self._failed_item(target, f"refused: {exc}", refused=True)
+                continue
+            yield scrapy.Request(
+                target.url,
+                callback=self.parse_page,
+                errback=self.on_error,
+                dont_filter=True,
+                meta={
+                    "playwright": True,
+                    "playwright_include_page": True,
+                    "playwright_context": self.recycler.assign(),
+                    "playwright_context_kwargs": self.context_kwargs,
+                    "playwright_page_init_callback": self._init_page,
+                    "capture_target": target,
+                    "captured_at": utc_now_rfc3339(),
+                },
+            )
+
+    async def _init_page(self, page, request: scrapy.Request) -> None:
+        request.meta["recorder"] = TrafficRecorder(page)
+
+    async def parse_page(self, response: Response) -> AsyncIterator[CaptureItem]:
+        meta = response.meta
+        target: CaptureTarget = meta["capture_target"]
+        page = meta["playwright_page"]
+        item = CaptureItem(source_id=target.source_id, url=target.url, captured_at=meta["captured_at"])
+        item.timings["navigate_s"] = round(meta.get("download_latency", 0.0), 3)
+        download = response.body if meta.get("playwright_suggested_filename") else None
+        try:
+            await fill_from_page(item, page, meta["recorder"], self.page_options,
+                                 download_body=download)
+        finally:
+            await self._close_page(page, meta["playwright_context"])
+        yield item
+
+    async def on_error(self, failure: Failure) -> AsyncIterator[CaptureItem]:
+        request = failure.request
+        page = request.meta.get("playwright_page")
+        recorder: TrafficRecorder | None = request.meta.get("recorder")
+        message = failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else ""
+        if recorder is not None and recorder.refused:
+            message = f"refused: {recorder.refused[0][1]}"
+        if page is not None:
+            await self._close_page(page, request.meta["playwright_context"])
+        yield self._failed_item(request.meta["capture_target"], message or repr(failure.value),
+                                captured_at=request.meta.get("captured_at"),
+                                refused=bool(recorder and recorder.refused))
+
+    async def _close_page(self, page, context_name: str) -> None:
+        # Close the page before its context (scrapy-playwright's memory advice).
+        context = page.context
+        await page.close()
+        if self.recycler.finished(context_name):
+            await context.close()
+
+    def _failed_item(self, target: CaptureTarget, error: str, *, captured_at: str | None = None,
+                     refused: bool = False) -> CaptureItem:
+        logger.info("capture failed: %s: %s", target.url, error,
+                    extra={"url": target.url, "source_id": target.source_id, "error": error})
+        item = CaptureItem(source_id=target.source_id, url=target.url,
+                           captured_at=captured_at or utc_now_rfc3339(), error=error)
+        if refused:
+            item.refused = [{"url": target.url, "reason": error}]
+        return item

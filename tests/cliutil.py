@@ -1,0 +1,41 @@
+"""Drive the citearchive command line as a user or a cron script would: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def write_config(path: Path, store_url: str, *, allow_private: bool = True, extra: str = "") -> Path:
+    path.write_text(
+        f'[store]\nurl = "{store_url}"\n\n[crawl]\nallow_private_networks = '
+        f"{'true' if allow_private else 'false'}\nsettle_timeout = 5\npage_timeout = 20\n{extra}"
+    )
+    return path
+
+
+def run_cli(config: Path | None, *args: str, env: dict | None = None, timeout: float = 300
+            ) -> Result:
+    cmd = [sys.executable, "-m", "crawler.cli"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def history(config: Path, url: str, env: dict | None = None) -> list[dict]:
+    res = run_cli(config, "history", url, "--json", env=env)
+    assert res.code == 0, res.err
+    return json.loads(res.out)
