@@ -47,8 +47,9 @@ class App:
         interval = timedelta(hours=self.config.schedule.interval_hours)
         return self.index.due_sources(datetime.now(UTC), interval)
 
-    def capture_at(self, source: SourceRow, at: datetime | None, artifact: str | None
-                   ) -> CaptureRow:
+    def capture_at(
+        self, source: SourceRow, at: datetime | None, artifact: str | None
+    ) -> CaptureRow:
         """The last capture at or before ``at`` (Memento semantics) that holds ``artifact``."""
         chosen = None
         for row in self.index.captures(source.id):
@@ -91,7 +92,9 @@ def parse_time(text: str) -> datetime:
             return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a time (use RFC 3339, e.g. 2021-08-26T12:00:00Z)") from exc
+        raise ValueError(
+            f"{text!r} is not a time (use RFC 3339, e.g. 2021-08-26T12:00:00Z)"
+        ) from exc
     if len(value) == 10:  # a date: the whole day counts
         parsed = parsed + timedelta(days=1) - timedelta(microseconds=1)
     if parsed.tzinfo is None:

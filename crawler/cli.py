@@ -34,15 +34,21 @@ logger = logging.getLogger("citearchive")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML config file (default: ./citearchive.toml, ./config/citearchive.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML config file (default: ./citearchive.toml, ./config/citearchive.toml).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Keep the web sources a document cites from silently changing or vanishing."""
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for handler in logging.root.handlers:
         # Scrapy lowers the root logger's level; the handler keeps ours.
         handler.setLevel(level)
@@ -90,11 +96,16 @@ def run_once(ctx: click.Context, everything: bool) -> None:
     counts = Counter(r.verdict for r in results)
     order = ("new", "changed", "unchanged", "moved", "gone", "restored", "unreachable", "error")
     parts = [f"{counts[v]} {v}" for v in order if counts[v]]
-    click.echo(f"captured {len(results)} of {len(due)} due sources"
-               + (": " + ", ".join(parts) if parts else ""))
+    click.echo(
+        f"captured {len(results)} of {len(due)} due sources"
+        + (": " + ", ".join(parts) if parts else "")
+    )
     if counts["error"] or len(results) < len(due):
-        click.echo(f"citearchive: {len(due) - len(results) + counts['error']} capture(s) "
-                   "could not be stored", err=True)
+        click.echo(
+            f"citearchive: {len(due) - len(results) + counts['error']} capture(s) "
+            "could not be stored",
+            err=True,
+        )
         ctx.exit(EXIT_STORE_FAILED)
 
 
@@ -133,11 +144,14 @@ def history(ctx: click.Context, url: str, as_json: bool) -> None:
 @click.argument("url")
 @click.option("--at", "at", help="Time (RFC 3339): the last capture at or before it.")
 @click.option("--artifact", type=click.Choice(ARTIFACTS), default="dom", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the capture's metadata instead.")
 @click.pass_context
-def get(ctx: click.Context, url: str, at: str | None, artifact: str, output: str | None,
-        as_json: bool) -> None:
+def get(
+    ctx: click.Context, url: str, at: str | None, artifact: str, output: str | None, as_json: bool
+) -> None:
     """A preserved copy of a source."""
     try:
         when = parse_time(at) if at else None

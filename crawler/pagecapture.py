@@ -53,8 +53,12 @@ async def screenshot(page: Page, max_height: int) -> bytes | None:
             return await page.screenshot(full_page=True, clip=clip, type="png")
         return await page.screenshot(full_page=True, type="png")
     except PlaywrightError as exc:
-        logger.warning("screenshot failed for %s: %s", page.url, exc.message.splitlines()[0],
-                       extra={"url": page.url})
+        logger.warning(
+            "screenshot failed for %s: %s",
+            page.url,
+            exc.message.splitlines()[0],
+            extra={"url": page.url},
+        )
         return None
 
 
@@ -75,8 +79,12 @@ async def fetch_served_bytes(page: Page, url: str, timeout: float) -> bytes | No
         finally:
             await response.dispose()
     except PlaywrightError as exc:
-        logger.warning("cannot fetch the served bytes of %s: %s", url,
-                       exc.message.splitlines()[0], extra={"url": url})
+        logger.warning(
+            "cannot fetch the served bytes of %s: %s",
+            url,
+            exc.message.splitlines()[0],
+            extra={"url": url},
+        )
         return None
 
 
@@ -115,9 +123,10 @@ async def fill_from_page(
     if main is None or main_ex is None or main_ex.status is None:
         # No real response reached the browser: never report this as a live page.
         refused = recorder.refused
-        item.error = (
-            f"refused: {refused[0][1]}" if refused else item.error or "no response from server"
-        )
+        if refused:
+            item.error = f"refused: {refused[0][1]}"
+        else:
+            item.error = (main_ex.error if main_ex else None) or "no response from server"
         item.refused = [{"url": u, "reason": r} for u, r in refused]
         return
     item.http_status = main_ex.status
@@ -139,9 +148,13 @@ async def fill_from_page(
 
     resources = []
     if item.dom is not None:
-        resources.append(Resource(f"urn:dom:{item.final_url}", "text/html; charset=utf-8", item.dom))
+        resources.append(
+            Resource(f"urn:dom:{item.final_url}", "text/html; charset=utf-8", item.dom)
+        )
     if shot is not None:
         resources.append(Resource(f"urn:screenshot:{item.final_url}", "image/png", shot))
     if main_ex.body is None:
         main_ex.body = item.raw
-    item.warc = build_warc(recorder.exchanges, resources, captured_at=item.captured_at, page_url=item.url)
+    item.warc = build_warc(
+        recorder.exchanges, resources, captured_at=item.captured_at, page_url=item.url
+    )

@@ -57,12 +57,17 @@ class ArchivePipeline:
     async def process_item(self, item: CaptureItem) -> CaptureResult:
         loop = asyncio.get_running_loop()
         try:
-            stored = await loop.run_in_executor(self._executor, store_capture,
-                                                self.archive, self.index, item)
+            stored = await loop.run_in_executor(
+                self._executor, store_capture, self.archive, self.index, item
+            )
         except CitearchiveError as exc:
             # The capture could not be kept: report it, and let the other sources go on.
-            logger.error("could not store capture of %s: %s", item.url, exc,
-                         extra={"url": item.url, "source_id": item.source_id})
+            logger.error(
+                "could not store capture of %s: %s",
+                item.url,
+                exc,
+                extra={"url": item.url, "source_id": item.source_id},
+            )
             return CaptureResult(item.source_id, item.url, None, "error", str(exc), str(exc))
         manifest = stored.manifest
         return CaptureResult(

@@ -15,14 +15,20 @@ from spiders.capture import CaptureTarget
 from storage.index import SourceRow
 
 
-def run_with_progress(config: Config, sources: Sequence[SourceRow], log_level: str
-                      ) -> list[CaptureResult]:
+def run_with_progress(
+    config: Config, sources: Sequence[SourceRow], log_level: str
+) -> list[CaptureResult]:
     targets = [CaptureTarget(s.id, s.canonical_url) for s in sources]
     if not sys.stderr.isatty() or not targets:
         return run_batch(config, targets, log_level=log_level)
     console = Console(stderr=True)
-    columns = (TextColumn("capturing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
+    columns = (
+        TextColumn("capturing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(targets))
 

@@ -20,6 +20,7 @@ from storage.warc import Exchange
 logger = logging.getLogger(__name__)
 
 REFUSED_HEADER = "x-citearchive-refused"
+PROXY_ERROR_HEADER = "x-citearchive-error"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class TrafficRecorder:
                 ex.error = f"refused: {refused}"
                 self.refused.append((request.url, refused))
                 return
+            failed = next((v for k, v in headers if k.lower() == PROXY_ERROR_HEADER), None)
+            if failed is not None:
+                # The proxy could not reach the site (DNS, refused, timeout): no answer.
+                ex.error = failed
+                return
             ex.status = response.status
             ex.status_text = response.status_text
             ex.response_headers = headers
@@ -136,7 +142,9 @@ class TrafficRecorder:
         while request is not None:
             ex = self._by_request.get(id(request))
             status = ex.status if ex and ex.status is not None else 0
-            location = dict((k.lower(), v) for k, v in ex.response_headers).get("location") if ex else None
+            location = (
+                dict((k.lower(), v) for k, v in ex.response_headers).get("location") if ex else None
+            )
             hops.append(Hop(url=request.url, status=status, location=location))
             request = request.redirected_from
         hops.reverse()

@@ -30,22 +30,26 @@ def status_records(index: Index) -> list[dict]:
     records = []
     for source in index.list_sources():
         latest = index.latest_capture(source.id)
-        records.append({
-            "id": source.id,
-            "url": source.canonical_url,
-            "urls": source.urls,
-            "citations": source.citations,
-            "added_at": source.added_at,
-            "latest": None if latest is None else {
-                "id": latest.id,
-                "captured_at": latest.captured_at,
-                "verdict": latest.verdict,
-                "reason": latest.reason,
-                "http_status": latest.http_status,
-                "final_url": latest.final_url,
-            },
-            "verdict": latest.verdict if latest else None,
-        })
+        records.append(
+            {
+                "id": source.id,
+                "url": source.canonical_url,
+                "urls": source.urls,
+                "citations": source.citations,
+                "added_at": source.added_at,
+                "latest": None
+                if latest is None
+                else {
+                    "id": latest.id,
+                    "captured_at": latest.captured_at,
+                    "verdict": latest.verdict,
+                    "reason": latest.reason,
+                    "http_status": latest.http_status,
+                    "final_url": latest.final_url,
+                },
+                "verdict": latest.verdict if latest else None,
+            }
+        )
     return records
 
 
@@ -68,6 +72,8 @@ def history_table(url: str, rows: list[dict]) -> str:
         lines.append("  no captures yet")
     for r in rows:
         status = r["http_status"] if r["http_status"] is not None else "-"
-        lines.append(f"  {r['captured_at']}  {r['id']}  {r['verdict']:<12} {status!s:>4}  "
-                     f"{r['reason'] or ''}")
+        lines.append(
+            f"  {r['captured_at']}  {r['id']}  {r['verdict']:<12} {status!s:>4}  "
+            f"{r['reason'] or ''}"
+        )
     return "\n".join(lines)

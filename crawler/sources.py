@@ -32,13 +32,17 @@ class Citation:
 
 def merge_source(existing: dict | None, canonical: str, citation: Citation) -> dict:
     """The source record after registering ``citation`` (``existing`` is not modified)."""
-    record = dict(existing) if existing else {
-        "id": source_id(canonical),
-        "canonical_url": canonical,
-        "urls": [],
-        "citations": [],
-        "added_at": utc_now_rfc3339(),
-    }
+    record = (
+        dict(existing)
+        if existing
+        else {
+            "id": source_id(canonical),
+            "canonical_url": canonical,
+            "urls": [],
+            "citations": [],
+            "added_at": utc_now_rfc3339(),
+        }
+    )
     record["urls"] = list(record["urls"])
     record["citations"] = list(record["citations"])
     if citation.url not in record["urls"]:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from crawler.items import CaptureItem
 
 NEW, UNCHANGED, CHANGED, MOVED, GONE, RESTORED, UNREACHABLE = (
-    "new", "unchanged", "changed", "moved", "gone", "restored", "unreachable",
+    "new",
+    "unchanged",
+    "changed",
+    "moved",
+    "gone",
+    "restored",
+    "unreachable",
 )
 VERDICTS = (NEW, UNCHANGED, CHANGED, MOVED, GONE, RESTORED, UNREACHABLE)
 _SPACES = re.compile(r"\s+")

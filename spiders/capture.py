@@ -109,12 +109,15 @@ class CaptureSpider(scrapy.Spider):
         meta = response.meta
         target: CaptureTarget = meta["capture_target"]
         page = meta["playwright_page"]
-        item = CaptureItem(source_id=target.source_id, url=target.url, captured_at=meta["captured_at"])
+        item = CaptureItem(
+            source_id=target.source_id, url=target.url, captured_at=meta["captured_at"]
+        )
         item.timings["navigate_s"] = round(meta.get("download_latency", 0.0), 3)
         download = response.body if meta.get("playwright_suggested_filename") else None
         try:
-            await fill_from_page(item, page, meta["recorder"], self.page_options,
-                                 download_body=download)
+            await fill_from_page(
+                item, page, meta["recorder"], self.page_options, download_body=download
+            )
         finally:
             await self._close_page(page, meta["playwright_context"])
         yield item
@@ -128,9 +131,12 @@ class CaptureSpider(scrapy.Spider):
             message = f"refused: {recorder.refused[0][1]}"
         if page is not None:
             await self._close_page(page, request.meta["playwright_context"])
-        yield self._failed_item(request.meta["capture_target"], message or repr(failure.value),
-                                captured_at=request.meta.get("captured_at"),
-                                refused=bool(recorder and recorder.refused))
+        yield self._failed_item(
+            request.meta["capture_target"],
+            message or repr(failure.value),
+            captured_at=request.meta.get("captured_at"),
+            refused=bool(recorder and recorder.refused),
+        )
 
     async def _close_page(self, page, context_name: str) -> None:
         # Close the page before its context (scrapy-playwright's memory advice).
@@ -139,12 +145,26 @@ class CaptureSpider(scrapy.Spider):
         if self.recycler.finished(context_name):
             await context.close()
 
-    def _failed_item(self, target: CaptureTarget, error: str, *, captured_at: str | None = None,
-                     refused: bool = False) -> CaptureItem:
-        logger.info("capture failed: %s: %s", target.url, error,
-                    extra={"url": target.url, "source_id": target.source_id, "error": error})
-        item = CaptureItem(source_id=target.source_id, url=target.url,
-                           captured_at=captured_at or utc_now_rfc3339(), error=error)
+    def _failed_item(
+        self,
+        target: CaptureTarget,
+        error: str,
+        *,
+        captured_at: str | None = None,
+        refused: bool = False,
+    ) -> CaptureItem:
+        logger.info(
+            "capture failed: %s: %s",
+            target.url,
+            error,
+            extra={"url": target.url, "source_id": target.source_id, "error": error},
+        )
+        item = CaptureItem(
+            source_id=target.source_id,
+            url=target.url,
+            captured_at=captured_at or utc_now_rfc3339(),
+            error=error,
+        )
         if refused:
             item.refused = [{"url": target.url, "reason": error}]
         return item

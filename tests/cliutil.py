@@ -17,7 +17,9 @@ class Result:
     err: str
 
 
-def write_config(path: Path, store_url: str, *, allow_private: bool = True, extra: str = "") -> Path:
+def write_config(
+    path: Path, store_url: str, *, allow_private: bool = True, extra: str = ""
+) -> Path:
     path.write_text(
         f'[store]\nurl = "{store_url}"\n\n[crawl]\nallow_private_networks = '
         f"{'true' if allow_private else 'false'}\nsettle_timeout = 5\npage_timeout = 20\n{extra}"
@@ -25,13 +27,19 @@ def write_config(path: Path, store_url: str, *, allow_private: bool = True, extr
     return path
 
 
-def run_cli(config: Path | None, *args: str, env: dict | None = None, timeout: float = 300
-            ) -> Result:
+def run_cli(
+    config: Path | None, *args: str, env: dict | None = None, timeout: float = 300
+) -> Result:
     cmd = [sys.executable, "-m", "crawler.cli"]
     if config is not None:
         cmd += ["--config", str(config)]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        cmd + list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -33,41 +33,67 @@ def make_pdf(text: str) -> bytes:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
 def make_png(width: int = 4, height: int = 4) -> bytes:
     """A small solid-colour PNG."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     raw = b"".join(b"\x00" + b"\xcc\x22\x22" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def html(title: str, body: str, head: str = "") -> bytes:
-    return (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{title}</title>{head}"
-            f"</head><body>{body}</body></html>").encode()
+    return (
+        f"<!DOCTYPE html><html><head><meta charset=utf-8><title>{title}</title>{head}"
+        f"</head><body>{body}</body></html>"
+    ).encode()
 
 
 def default_pages() -> dict[str, tuple[int, str, bytes, dict[str, str]]]:
     """path -> (status, content type, body, extra headers)."""
     h = "text/html; charset=utf-8"
     return {
-        "/static.html": (200, h, html(
-            "Security alert",
-            "<article><h1>Security alert</h1><p>Avoid the airport gates. US citizens at the "
-            "Abbey Gate should leave immediately.</p><img src='/pixel.png' alt=''></article>",
-            "<link rel=stylesheet href='/style.css'>"), {}),
+        "/static.html": (
+            200,
+            h,
+            html(
+                "Security alert",
+                "<article><h1>Security alert</h1><p>Avoid the airport gates. US citizens at the "
+                "Abbey Gate should leave immediately.</p><img src='/pixel.png' alt=''></article>",
+                "<link rel=stylesheet href='/style.css'>",
+            ),
+            {},
+        ),
         "/style.css": (200, "text/css", b"body { font-family: sans-serif; color: #222 }", {}),
         "/pixel.png": (200, "image/png", make_png(), {}),
-        "/js.html": (200, h, html(
-            "Status",
-            "<h1>Status</h1><div id=t>loading</div><script>setTimeout(function(){"
-            "fetch('/data.json').then(function(r){return r.json()}).then(function(d){"
-            "document.getElementById('t').textContent=d.text})},300)</script>"), {}),
+        "/js.html": (
+            200,
+            h,
+            html(
+                "Status",
+                "<h1>Status</h1><div id=t>loading</div><script>setTimeout(function(){"
+                "fetch('/data.json').then(function(r){return r.json()}).then(function(d){"
+                "document.getElementById('t').textContent=d.text})},300)</script>",
+            ),
+            {},
+        ),
         "/data.json": (200, "application/json", b'{"text": "Rendered by script 8125"}', {}),
         "/doc.pdf": (200, "application/pdf", make_pdf("Embassy alert in a PDF 4471"), {}),
         "/redirect": (301, h, b"", {"Location": "/static.html"}),
@@ -85,7 +111,7 @@ class FixtureSite:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 with site._lock:
                     site.hits[path] += 1

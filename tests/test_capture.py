@@ -79,7 +79,9 @@ def test_manifest_records_status_headers_timings_and_chain(captured):
     site, config, store, _, _ = captured
     [cap] = history(config, site.url("/static.html"))
     manifest = json.loads((store / cap["manifest"]).read_bytes())
-    assert hashlib.sha256((store / cap["manifest"]).read_bytes()).hexdigest() == cap["manifest_sha256"]
+    assert (
+        hashlib.sha256((store / cap["manifest"]).read_bytes()).hexdigest() == cap["manifest_sha256"]
+    )
     headers = {k.lower(): v for k, v in manifest["headers"]}
     assert headers["content-type"].startswith("text/html")
     assert manifest["timings"]["navigate_s"] > 0 and "settle_s" in manifest["timings"]
@@ -100,7 +102,9 @@ def test_pdf_is_kept_raw_with_its_text(captured):
     [cap] = history(config, site.url("/doc.pdf"))
     assert cap["http_status"] == 200 and cap["verdict"] == "new"
     assert _blob(store, cap["raw_sha256"]) == site.pages["/doc.pdf"][2]
-    assert "Embassy alert in a PDF 4471" in _blob(store, cap["artifacts"]["text"]["sha256"]).decode()
+    assert (
+        "Embassy alert in a PDF 4471" in _blob(store, cap["artifacts"]["text"]["sha256"]).decode()
+    )
 
 
 def test_redirect_chain_and_final_url(captured):
@@ -109,7 +113,8 @@ def test_redirect_chain_and_final_url(captured):
     assert cap["final_url"] == site.url("/static.html")
     manifest = json.loads((store / cap["manifest"]).read_bytes())
     assert manifest["redirect_chain"] == [
-        {"url": site.url("/redirect"), "status": 301, "location": "/static.html"}]
+        {"url": site.url("/redirect"), "status": 301, "location": "/static.html"}
+    ]
 
 
 def test_not_found_is_gone_with_its_status(captured):
@@ -128,14 +133,17 @@ def test_dead_server_is_unreachable_and_never_live(captured):
 
 
 def test_warc_is_valid_and_holds_the_browsers_traffic(captured, tmp_path):
-    site, config, store, _, _ = captured
+    site, config, _, _, _ = captured
     [cap] = history(config, site.url("/js.html"))
     warc = tmp_path / "js.warc.gz"
     res = run_cli(config, "get", site.url("/js.html"), "--artifact", "warc", "-o", str(warc))
     assert res.code == 0, res.err
     assert hashlib.sha256(warc.read_bytes()).hexdigest() == cap["warc_sha256"]
-    check = subprocess.run([Path(sys.executable).parent / "warcio", "check", "-v", str(warc)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [Path(sys.executable).parent / "warcio", "check", "-v", str(warc)],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     kinds: dict[str, set[str]] = {}
     with open(warc, "rb") as fh:
@@ -146,16 +154,28 @@ def test_warc_is_valid_and_holds_the_browsers_traffic(captured, tmp_path):
                 assert record.content_stream().read() == site.pages["/data.json"][2]
     assert {site.url("/js.html"), site.url("/data.json")} <= kinds["response"]
     assert {site.url("/js.html"), site.url("/data.json")} <= kinds["request"]
-    assert {f"urn:dom:{site.url('/js.html')}", f"urn:screenshot:{site.url('/js.html')}"} <= kinds["resource"]
+    assert {f"urn:dom:{site.url('/js.html')}", f"urn:screenshot:{site.url('/js.html')}"} <= kinds[
+        "resource"
+    ]
 
 
 def test_static_warc_holds_css_and_image(captured):
     site, config, store, _, _ = captured
     [cap] = history(config, site.url("/static.html"))
-    with open(store / "blobs" / "sha256" / cap["warc_sha256"][:2] / cap["warc_sha256"][2:4]
-              / cap["warc_sha256"], "rb") as fh:
-        uris = {r.rec_headers.get_header("WARC-Target-URI") for r in ArchiveIterator(fh)
-                if r.rec_type == "response"}
+    with open(
+        store
+        / "blobs"
+        / "sha256"
+        / cap["warc_sha256"][:2]
+        / cap["warc_sha256"][2:4]
+        / cap["warc_sha256"],
+        "rb",
+    ) as fh:
+        uris = {
+            r.rec_headers.get_header("WARC-Target-URI")
+            for r in ArchiveIterator(fh)
+            if r.rec_type == "response"
+        }
     assert {site.url("/static.html"), site.url("/style.css"), site.url("/pixel.png")} <= uris
 
 

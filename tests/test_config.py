@@ -35,15 +35,18 @@ def test_s3_store_keeps_its_url_and_puts_the_index_beside_the_config(tmp_path):
     assert config.index_url == f"sqlite:///{tmp_path / 'citearchive-index.sqlite'}"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[crawl]\nconcurency = 3\n", "unknown key 'crawl.concurency'"),
-    ("[stor]\nurl = 'file:/x'\n", "unknown key 'stor'"),
-    ("[crawl]\nconcurrency = 'many'\n", "invalid value for 'crawl.concurrency'"),
-    ("[crawl]\nconcurrency = 0\n", "invalid value for 'crawl.concurrency'"),
-    ("[store\nurl = 1\n", "malformed TOML"),
-    ("[store]\nurl = 'ftp://x/y'\n", "must start with file: or s3://"),
-    ("base_dir = '/etc'\n", "unknown key 'base_dir'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[crawl]\nconcurency = 3\n", "unknown key 'crawl.concurency'"),
+        ("[stor]\nurl = 'file:/x'\n", "unknown key 'stor'"),
+        ("[crawl]\nconcurrency = 'many'\n", "invalid value for 'crawl.concurrency'"),
+        ("[crawl]\nconcurrency = 0\n", "invalid value for 'crawl.concurrency'"),
+        ("[store\nurl = 1\n", "malformed TOML"),
+        ("[store]\nurl = 'ftp://x/y'\n", "must start with file: or s3://"),
+        ("base_dir = '/etc'\n", "unknown key 'base_dir'"),
+    ],
+)
 def test_bad_config_is_one_line_naming_the_file(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)

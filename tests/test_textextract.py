@@ -13,8 +13,10 @@ def test_pdf_text_layer():
 
 
 def test_short_page_falls_back_to_visible_text_without_scripts():
-    text = html_text("<html><body><h1>Status</h1><script>var x='secret'</script>"
-                     "<p>Rendered by script 8125</p></body></html>")
+    text = html_text(
+        "<html><body><h1>Status</h1><script>var x='secret'</script>"
+        "<p>Rendered by script 8125</p></body></html>"
+    )
     assert "Rendered by script 8125" in text and "secret" not in text
 
 

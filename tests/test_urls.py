@@ -9,21 +9,33 @@ from crawler.urls import canonicalize
 from storage.ids import source_id
 
 
-@pytest.mark.parametrize(("given", "canonical"), [
-    ("HTTPS://Example.ORG:443/a?b=1#frag", "https://example.org/a?b=1"),
-    ("http://example.org:80", "http://example.org/"),
-    ("http://example.org:8080/x", "http://example.org:8080/x"),
-    ("https://bücher.example/", "https://xn--bcher-kva.example/"),
-    ("http://[::1]:8000/p", "http://[::1]:8000/p"),
-])
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("HTTPS://Example.ORG:443/a?b=1#frag", "https://example.org/a?b=1"),
+        ("http://example.org:80", "http://example.org/"),
+        ("http://example.org:8080/x", "http://example.org:8080/x"),
+        ("https://bücher.example/", "https://xn--bcher-kva.example/"),
+        ("http://[::1]:8000/p", "http://[::1]:8000/p"),
+    ],
+)
 def test_canonical_form(given, canonical):
     assert canonicalize(given) == canonical
 
 
-@pytest.mark.parametrize("bad", [
-    "", "not a url", "ftp://example.org/x", "file:///etc/passwd", "javascript:alert(1)",
-    "http://", "https://user:pw@example.org/", "http://example.org:99999/",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "not a url",
+        "ftp://example.org/x",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://",
+        "https://user:pw@example.org/",
+        "http://example.org:99999/",
+    ],
+)
 def test_invalid_urls_are_refused_naming_the_input(bad):
     with pytest.raises(InvalidURLError) as info:
         canonicalize(bad)

@@ -7,8 +7,15 @@ from crawler.verdict import Previous, content_fingerprint, decide
 
 
 def item(status=200, text="Avoid the airport gates.", error=None):
-    return CaptureItem(source_id="s", url="https://e.org/", captured_at="2026-01-01T00:00:00Z",
-                       http_status=status, text=text, raw=b"<html>", error=error)
+    return CaptureItem(
+        source_id="s",
+        url="https://e.org/",
+        captured_at="2026-01-01T00:00:00Z",
+        http_status=status,
+        text=text,
+        raw=b"<html>",
+        error=error,
+    )
 
 
 def test_no_answer_is_unreachable_never_live():
@@ -30,7 +37,7 @@ def test_first_answer_is_new_and_404_is_gone():
 def test_same_text_is_unchanged_whitespace_and_width_aside():
     prev = Previous("new", content_fingerprint(item()))
     assert decide(item(text="Avoid  the\nairport gates."), prev).name == "unchanged"
-    assert decide(item(text="Ａvoid the airport gates."), prev).name == "unchanged"  # NFKC
+    assert decide(item(text="\uff21void the airport gates."), prev).name == "unchanged"  # NFKC
 
 
 def test_one_word_edit_is_changed():
