@@ -1,0 +1,264 @@
+"""The SQL index: queries, idempotent recording, and rebuilding from the archive alone."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crawler.errors import ConfigError, IntegrityError, StorageError
+from storage.archive import Archive, StoredManifest
+from storage.ids import source_id
+from storage.index import CaptureRow, Index, SourceRow
+
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+def source_record(url: str, added_at: str, *documents: str) -> dict:
+    return {
+        "id": source_id(url),
+        "canonical_url": url,
+        "urls": [url, url.replace("https://", "http://")],
+        "added_at": added_at,
+        "citations": [{"document": d, "context": f"cited in {d}"} for d in documents],
+    }
+
+
+def capture(
+    archive: Archive, source: dict, captured_at: str, verdict: str, **fields
+) -> StoredManifest:
+    """Store a capture the way the crawler does: blobs first, then the manifest."""
+    text = f"{source['canonical_url']} at {captured_at}".encode()
+    text_ref = archive.put_blob(text)
+    dom_ref = archive.put_blob(b"<p>" + text + b"</p>")
+    manifest = {
+        "id": hashlib.sha256(f"{source['id']} {captured_at}".encode()).hexdigest()[:16],
+        "source_id": source["id"],
+        "captured_at": captured_at,
+        "url": source["canonical_url"],
+        "verdict": verdict,
+        "reason": None,
+        "http_status": 200,
+        "final_url": source["canonical_url"],
+        "error": None,
+        "artifacts": {
+            "text": {"sha256": text_ref.sha256, "size": text_ref.size, "media_type": "text/plain"},
+            "dom": {"sha256": dom_ref.sha256, "size": dom_ref.size, "media_type": "text/html"},
+        },
+        "fingerprints": {"text_sha256": text_ref.sha256},
+        **fields,
+    }
+    return archive.write_manifest(manifest)
+
+
+@pytest.fixture
+def index(tmp_path):
+    idx = Index(f"sqlite:///{tmp_path}/db/index.sqlite")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def populated(store, index):
+    """An archive with three sources and five captures, indexed as the crawler would."""
+    archive = Archive(store)
+    a = source_record("https://news.example/story", "2026-11-01T09:00:00Z", "essay.md")
+    b = source_record("https://x.example/status/1", "2026-11-01T08:00:00.5Z", "essay.md", "b.md")
+    c = source_record("https://gov.example/alert", "2026-11-02T00:00:00Z")
+    for record in (a, b, c):
+        archive.put_source(record)
+        index.upsert_source(record)
+    stored = [
+        capture(archive, a, "2026-11-20T10:00:00Z", "new"),
+        capture(archive, a, "2026-11-26T10:00:00.250Z", "changed", reason="text edited"),
+        capture(archive, b, "2026-11-25T00:00:00Z", "new"),
+        capture(
+            archive,
+            b,
+            "2026-11-26T00:00:00Z",
+            "unreachable",
+            http_status=None,
+            final_url=None,
+            error="DNS lookup failed",
+            artifacts={},
+            fingerprints={"text_sha256": None},
+        ),
+        capture(archive, b, "2026-11-27T11:00:00Z", "gone", http_status=404),
+    ]
+    for item in stored:
+        index.record_capture(item)
+    return archive, {"a": a, "b": b, "c": c}, stored
+
+
+def test_sources_are_queryable(populated, index):
+    _archive, sources, _stored = populated
+    a, b, c = sources["a"], sources["b"], sources["c"]
+    row = index.get_source(a["id"])
+    assert row == SourceRow(
+        id=a["id"],
+        canonical_url="https://news.example/story",
+        urls=["https://news.example/story", "http://news.example/story"],
+        added_at="2026-11-01T09:00:00.000000Z",
+        citations=[{"document": "essay.md", "context": "cited in essay.md"}],
+        last_captured_at="2026-11-26T10:00:00.250000Z",
+    )
+    assert index.find_source("https://x.example/status/1").id == b["id"]
+    assert index.find_source("https://x.example/status/2") is None
+    assert index.get_source("0" * 32) is None
+    assert [r.id for r in index.list_sources()] == [b["id"], a["id"], c["id"]]
+    assert index.get_source(c["id"]).last_captured_at is None
+
+
+def test_upsert_source_updates_and_keeps_last_capture(populated, index):
+    _archive, sources, _stored = populated
+    changed = dict(sources["a"], citations=[{"document": "new.md"}], urls=["https://n.example/"])
+    index.upsert_source(changed)
+    row = index.get_source(changed["id"])
+    assert row.citations == [{"document": "new.md"}]
+    assert row.urls == ["https://n.example/"]
+    assert row.last_captured_at == "2026-11-26T10:00:00.250000Z"
+    assert len(index.list_sources()) == 3
+
+
+def test_captures_are_queryable(populated, index):
+    _archive, sources, stored = populated
+    b = sources["b"]
+    rows = index.captures(b["id"])
+    assert [r.verdict for r in rows] == ["new", "unreachable", "gone"]
+    gone = stored[4]
+    assert rows[-1] == CaptureRow(
+        id=gone.manifest["id"],
+        source_id=b["id"],
+        captured_at="2026-11-27T11:00:00.000000Z",
+        verdict="gone",
+        reason=None,
+        http_status=404,
+        final_url="https://x.example/status/1",
+        error=None,
+        manifest_key=gone.key,
+        manifest_sha256=gone.sha256,
+        text_sha256=gone.manifest["fingerprints"]["text_sha256"],
+        artifacts=gone.manifest["artifacts"],
+    )
+    unreachable = rows[1]
+    assert (unreachable.http_status, unreachable.error) == (None, "DNS lookup failed")
+    assert (unreachable.artifacts, unreachable.text_sha256) == ({}, None)
+    assert index.latest_capture(b["id"]) == rows[-1]
+    assert index.get_capture(stored[1].manifest["id"]).reason == "text edited"
+    assert index.get_capture("f" * 16) is None
+    assert index.latest_capture(sources["c"]["id"]) is None
+    assert index.captures(sources["c"]["id"]) == []
+
+
+def test_due_sources(populated, index):
+    _archive, sources, _stored = populated
+    a, b, c = (sources[k]["id"] for k in "abc")
+    # a: last 2026-11-26T10:00:00.25, b: last 2026-11-27T11:00, c: never captured.
+    assert [r.id for r in index.due_sources(NOW, timedelta(days=1))] == [c, a]
+    assert [r.id for r in index.due_sources(NOW, timedelta(hours=1))] == [c, a, b]
+    assert [r.id for r in index.due_sources(NOW, timedelta(days=30))] == [c]
+    # The boundary counts as due: last_captured_at <= now - interval.
+    exactly = datetime(2026, 11, 27, 11, 0, 0, tzinfo=UTC) + timedelta(hours=6)
+    assert [r.id for r in index.due_sources(exactly, timedelta(hours=6))] == [c, a, b]
+    just_before = exactly - timedelta(microseconds=1)
+    assert [r.id for r in index.due_sources(just_before, timedelta(hours=6))] == [c, a]
+    with pytest.raises(ValueError):
+        index.due_sources(NOW.replace(tzinfo=None), timedelta(days=1))
+
+
+def test_record_capture_is_idempotent(populated, index):
+    _archive, sources, stored = populated
+    before = index.dump()
+    for item in stored:
+        index.record_capture(item)
+    # Recording an older capture again must not move last_captured_at backwards.
+    index.record_capture(stored[0])
+    assert index.dump() == before
+    assert len(before["captures"]) == 5
+    assert index.get_source(sources["a"]["id"]).last_captured_at == "2026-11-26T10:00:00.250000Z"
+
+
+def test_same_capture_id_with_another_manifest_is_refused(populated, index):
+    _archive, _sources, stored = populated
+    forged = StoredManifest(stored[0].key, "0" * 64, stored[0].manifest)
+    before = index.dump()
+    with pytest.raises(IntegrityError):
+        index.record_capture(forged)
+    assert index.dump() == before
+
+
+def test_capture_of_an_unknown_source_is_refused(store, index):
+    archive = Archive(store)
+    record = source_record("https://unknown.example/", "2026-11-01T00:00:00Z")
+    stored = capture(archive, record, "2026-11-02T00:00:00Z", "new")
+    with pytest.raises(StorageError, match="not in the index"):
+        index.record_capture(stored)
+    assert index.dump() == {"sources": [], "captures": []}
+
+
+def test_rebuild_equals_the_incremental_index(populated, index, tmp_path):
+    archive, _sources, _stored = populated
+    incremental = index.dump()
+    assert len(incremental["sources"]) == 3
+    assert len(incremental["captures"]) == 5
+    with Index(f"sqlite:///{tmp_path}/rebuilt.sqlite") as fresh:
+        assert fresh.rebuild(archive) == (3, 5)
+        assert fresh.dump() == incremental
+    # Rebuilding in place drops rows the archive does not back.
+    index.upsert_source(source_record("https://stray.example/", "2026-01-01T00:00:00Z"))
+    assert len(index.dump()["sources"]) == 4
+    assert index.rebuild(archive) == (3, 5)
+    assert index.dump() == incremental
+
+
+def test_failed_rebuild_keeps_the_old_index(populated, index, store):
+    archive, _sources, stored = populated
+    before = index.dump()
+    store.put(stored[2].key, b"{ not json")
+    with pytest.raises(IntegrityError):
+        index.rebuild(archive)
+    assert index.dump() == before
+
+
+def test_sqlite_index_creates_its_directory_and_uses_wal(tmp_path):
+    path = tmp_path / "deep" / "er" / "index.sqlite"
+    with Index(f"sqlite:///{path}") as idx:
+        idx.upsert_source(source_record("https://w.example/", "2026-01-01T00:00:00Z"))
+    assert path.is_file()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"sources", "captures", "ix_sources_last_captured_at"} <= tables
+
+
+def test_index_survives_reopening(tmp_path, store):
+    url = f"sqlite:///{tmp_path}/index.sqlite"
+    archive = Archive(store)
+    record = source_record("https://r.example/", "2026-01-01T00:00:00Z")
+    archive.put_source(record)
+    with Index(url) as first:
+        first.upsert_source(record)
+        first.record_capture(capture(archive, record, "2026-01-02T00:00:00Z", "new"))
+        dumped = first.dump()
+    with Index(url) as second:
+        assert second.dump() == dumped
+
+
+def test_bad_index_urls_are_config_errors():
+    with pytest.raises(ConfigError):
+        Index("not a database url")
+    with pytest.raises(ConfigError) as info:
+        Index("nosuchdb://admin:hunter2secret@db.example/citearchive")
+    assert "hunter2secret" not in str(info.value)
+    assert "db.example" in str(info.value)
+
+
+def test_unusable_database_is_a_storage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StorageError):
+        Index(f"sqlite:///{blocker}/index.sqlite")  # its directory cannot be created
+    with pytest.raises(StorageError, match="cannot create the schema"):
+        Index(f"sqlite:///{tmp_path}")  # a directory is not a database file
