@@ -97,8 +97,9 @@ class LocalStore:
 
     def _walk(self, start: Path, prefix: str) -> Iterator[str]:
         def fail(exc: OSError) -> None:
-            # A missing start dir just means no keys; anything else must not be hidden.
-            if exc.errno == errno.ENOENT and Path(exc.filename or "") == start:
+            # A start dir that is missing or is a file just means no keys; anything else
+            # (permissions, I/O) must not be hidden as an empty listing.
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR) and Path(exc.filename or "") == start:
                 return
             raise StorageError(
                 f"cannot list {prefix!r} in local store {self.root}: {exc.strerror or exc}"

@@ -216,6 +216,8 @@ def test_list_is_sorted_and_filtered_by_prefix(store):
     assert list(store.list("a")) == ["a-x", "a.b", "a/10", "a/9", "a/sub/1", "ab"]
     assert list(store.list("a/s")) == ["a/sub/1"]
     assert list(store.list("zz/")) == []
+    assert list(store.list("c/")) == []  # "c" is an object, not a folder
+    assert list(store.list("c/d/")) == []
 
 
 def test_delete(store):
