@@ -9,6 +9,7 @@ stops the crawl.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
@@ -24,6 +25,17 @@ from crawler.recorder import TrafficRecorder
 from storage.ids import utc_now_rfc3339
 
 logger = logging.getLogger(__name__)
+
+
+_PLAYWRIGHT_ERROR = re.compile(r"^(?:[\w.]+: )?(net::ERR_[A-Z_]+|Timeout \d+ms exceeded)")
+
+
+def failure_reason(failure: Failure) -> str:
+    """One line saying why a navigation failed: 'net::ERR_NAME_NOT_RESOLVED', not a call log."""
+    text = (failure.getErrorMessage() or "").strip()
+    first = text.splitlines()[0] if text else repr(failure.value)
+    match = _PLAYWRIGHT_ERROR.match(first)
+    return match.group(1) if match else first
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,7 @@ class CaptureSpider(scrapy.Spider):
         request = failure.request
         page = request.meta.get("playwright_page")
         recorder: TrafficRecorder | None = request.meta.get("recorder")
-        message = failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else ""
+        message = failure_reason(failure)
         if recorder is not None and recorder.refused:
             message = f"refused: {recorder.refused[0][1]}"
         if page is not None:

@@ -16,7 +16,15 @@ from warcio.archiveiterator import ArchiveIterator
 
 pytestmark = pytest.mark.browser
 
-PATHS = ["/static.html", "/js.html", "/doc.pdf", "/redirect", "/gone.html"]
+PATHS = [
+    "/static.html",
+    "/js.html",
+    "/doc.pdf",
+    "/data.json",
+    "/pixel.png",
+    "/redirect",
+    "/gone.html",
+]
 
 
 def _closed_port() -> int:
@@ -47,8 +55,8 @@ def _blob(store: Path, sha: str) -> bytes:
 
 def test_summary_line_counts_every_source(captured):
     _, _, _, _, res = captured
-    assert "captured 6 of 6 due sources" in res.out
-    assert "1 unreachable" in res.out and "1 gone" in res.out and "4 new" in res.out
+    assert "captured 8 of 8 due sources" in res.out
+    assert "1 unreachable" in res.out and "1 gone" in res.out and "6 new" in res.out
 
 
 def test_static_page_keeps_every_artifact(captured):
@@ -105,6 +113,15 @@ def test_pdf_is_kept_raw_with_its_text(captured):
     assert (
         "Embassy alert in a PDF 4471" in _blob(store, cap["artifacts"]["text"]["sha256"]).decode()
     )
+
+
+@pytest.mark.parametrize("path", ["/data.json", "/pixel.png"])
+def test_non_html_sources_keep_their_served_bytes(captured, path):
+    site, config, store, _, _ = captured
+    [cap] = history(config, site.url(path))
+    assert cap["http_status"] == 200 and cap["verdict"] == "new"
+    assert _blob(store, cap["raw_sha256"]) == site.pages[path][2]
+    assert cap["artifacts"]["raw"]["media_type"] == site.pages[path][1]
 
 
 def test_redirect_chain_and_final_url(captured):
