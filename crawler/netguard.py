@@ -132,23 +132,22 @@ class DestinationPolicy:
         self.check_address(literal)
 
     def check_address(self, ip: str) -> None:
-        """Refuse ``ip`` unless it is a global unicast address (or private networks are allowed)."""
-        why = self._refusal_reason(ip)
-        if why is not None:
-            raise DestinationRefused(f"{_one_line(ip)} is not a public address ({why})")
+        """Refuse ``ip`` unless it is a global unicast address (or private networks are allowed).
 
-    def _refusal_reason(self, ip: str) -> str | None:
+        The one place an address is judged: ``check_url`` and ``resolve`` call it too.
+        """
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError as exc:
             raise DestinationRefused(f"{_one_line(ip)!r} is not an IP address") from exc
         if self.allow_private_networks:
-            return None
+            return
         mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
         why = _why_not_global(mapped if mapped is not None else addr)
-        if why is not None and mapped is not None:
-            why = f"IPv4-mapped {mapped}, {why}"
-        return why
+        if why is not None:
+            if mapped is not None:
+                why = f"IPv4-mapped {mapped}, {why}"
+            raise DestinationRefused(f"{_one_line(ip)} is not a public address ({why})")
 
     def _addresses(self, host: str, infos: list[tuple]) -> list[str]:
         seen: list[str] = []
@@ -159,11 +158,12 @@ class DestinationPolicy:
         if not seen:
             raise CaptureError(f"cannot resolve {_one_line(host)}: no addresses")
         for address in seen:
-            why = self._refusal_reason(address)
-            if why is not None:
-                raise DestinationRefused(
-                    f"{_one_line(host)} resolves to {address}, not a public address ({why})"
-                )
+            try:
+                self.check_address(address)
+            except DestinationRefused as exc:
+                if host.strip("[]") == address:
+                    raise
+                raise DestinationRefused(f"{_one_line(host)}: {exc}") from None
         return seen
 
     @staticmethod

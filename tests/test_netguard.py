@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 
 import pytest
 
@@ -138,7 +140,7 @@ def test_public_urls_pass_check_url(url: str) -> None:
 
 
 def test_localhost_resolves_to_loopback_and_is_refused() -> None:
-    expected = r"^localhost resolves to 127\.0\.0\.1, not a public address \(loopback\)$"
+    expected = r"^localhost: 127\.0\.0\.1 is not a public address \(loopback\)$"
     with pytest.raises(DestinationRefused, match=expected):
         DEFAULT.resolve("localhost", 80)
     assert "127.0.0.1" in PERMISSIVE.resolve("localhost", 80)
@@ -179,3 +181,44 @@ def test_resolve_rejects_malformed_host_names(host: str) -> None:
 def test_policy_is_frozen() -> None:
     with pytest.raises(AttributeError):
         DEFAULT.allow_private_networks = True  # type: ignore[misc]
+
+
+def fake_resolver(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        return [info for a in answers[host] for info in real(a, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_name_refused_if_any_address_is_private(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = {"mixed.test": ["8.8.8.8", "10.0.0.1"], "public.test": ["8.8.8.8", "1.1.1.1"]}
+    fake_resolver(monkeypatch, answers)
+    with pytest.raises(DestinationRefused, match=r"^mixed\.test: 10\.0\.0\.1 is not a public"):
+        DEFAULT.resolve("mixed.test", 443)
+    with pytest.raises(DestinationRefused, match=r"^mixed\.test: 10\.0\.0\.1"):
+        asyncio.run(DEFAULT.resolve_async("mixed.test", 443))
+    assert DEFAULT.resolve("public.test", 443) == ["8.8.8.8", "1.1.1.1"]
+    assert PERMISSIVE.resolve("mixed.test", 443) == ["8.8.8.8", "10.0.0.1"]
+
+
+def test_hung_resolver_is_cut_off_by_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "slow.test":
+            release.wait(30)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        with pytest.raises(CaptureError, match=r"slow\.test: timed out after 0\.2s"):
+            DEFAULT.resolve("slow.test", 80, timeout=0.2)
+        with pytest.raises(CaptureError, match=r"slow\.test: timed out after 0\.2s"):
+            asyncio.run(DEFAULT.resolve_async("slow.test", 80, timeout=0.2))
+    finally:
+        release.set()
