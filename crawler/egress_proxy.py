@@ -229,6 +229,8 @@ class EgressProxy:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError, TimeoutError) as exc:
             log.debug("egress connection aborted: %r", exc, extra={"egress_error": repr(exc)})
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly, so asyncio does not log the cancelled handler task
         except Exception:
             log.exception("egress proxy failed on a connection")
         finally:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -26,8 +29,15 @@ class CountingServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
+        self.scheme = "http"
+        if tls is not None:  # handshake in the handler thread, not in accept()
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+            self.scheme = "https"
         self.routes: dict[str, Route | Callable[[_Handler], Route]] = {}
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.connections = 0
@@ -37,13 +47,12 @@ class CountingServer(ThreadingHTTPServer):
         self.thread.start()
 
     def url(self, path: str = "/") -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}{path}"
+        return f"{self.scheme}://{self.authority}{path}"
 
     @property
     def authority(self) -> str:
         host, port = self.server_address[:2]
-        return f"{host}:{port}"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def paths(self) -> list[str]:
         with self.lock:
@@ -53,6 +62,9 @@ class CountingServer(ThreadingHTTPServer):
         with self.lock:
             self.connections += 1
         super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        pass  # the proxy hanging up on a slow handler is expected in some tests
 
     def close(self) -> None:
         self.release.set()
@@ -96,8 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
 def server_factory() -> Iterator[Callable[..., CountingServer]]:
     servers: list[CountingServer] = []
 
-    def make(host: str = "127.0.0.1", port: int = 0) -> CountingServer:
-        servers.append(CountingServer(host, port))
+    def make(host: str = "127.0.0.1", port: int = 0, **kwargs: object) -> CountingServer:
+        servers.append(CountingServer(host, port, **kwargs))  # type: ignore[arg-type]
         return servers[-1]
 
     yield make
@@ -355,6 +367,24 @@ def test_two_servers_over_separate_connections(server_factory, proxy_factory) ->
     assert (first.paths(), second.paths()) == (["/"], ["/"])
 
 
+def test_ipv6_loopback_refused_then_forwarded(server_factory, proxy_factory) -> None:
+    server = server_factory("::1")
+    server.routes["/"] = (200, [], b"over IPv6")
+    refusing, allowing = proxy_factory(), proxy_factory(PERMISSIVE)
+    connect = f"CONNECT {server.authority} HTTP/1.1\r\n\r\n".encode()
+    for request in (get(server.url("/")), connect):
+        reply = exchange(refusing, request)
+        assert reply.header("X-Citearchive-Refused") == ["::1 is not a public address (loopback)"]
+    assert server.connections == 0
+    assert exchange(allowing, get(server.url("/"))).body == b"over IPv6"
+    assert server.requests[0][2]["Host"] == server.authority
+    with open_client(allowing) as client:
+        client.sendall(connect + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = read_to_eof(client)
+    assert data.startswith(b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200")
+    assert data.endswith(b"over IPv6")
+
+
 def test_only_one_request_per_client_connection(server_factory, proxy_factory) -> None:
     first, second = server_factory(), server_factory()
     first.routes["/"] = (200, [], b"first")
@@ -479,14 +509,14 @@ def test_policy_errors_are_destination_refused() -> None:
 
 
 @pytest.fixture
-def chromium() -> Iterator[Callable[[EgressProxy], object]]:
+def chromium() -> Iterator[Callable[..., object]]:
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: the browser tests need it"
     from playwright.sync_api import sync_playwright
 
     browsers = []
     with sync_playwright() as playwright:
 
-        def launch(proxy: EgressProxy) -> object:
+        def launch(proxy: EgressProxy, **context: object) -> object:
             args = ["--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--no-first-run", "--proxy-bypass-list=<-loopback>"]
             if os.geteuid() == 0:
@@ -495,7 +525,7 @@ def chromium() -> Iterator[Callable[[EgressProxy], object]]:
                 executable_path=CHROMIUM, args=args, proxy={"server": str(proxy.url)}
             )
             browsers.append(browser)
-            return browser.new_page()
+            return browser.new_context(**context).new_page()
 
         yield launch
         for browser in browsers:
@@ -598,3 +628,60 @@ def test_browser_redirect_hop_to_refused_address_is_stopped(
     assert (second.connections, second.requests) == (0, [])
     assert second.url("/landing") in {r.target for r in proxy.refusals()}
     assert not any(r.target.startswith(first.url("/")) for r in proxy.refusals())
+
+
+@dataclass(frozen=True)
+class RecordingPolicy(DestinationPolicy):
+    """The default policy, remembering every address it was asked about."""
+
+    checked: list[str] = field(default_factory=list, compare=False)
+
+    def check_address(self, ip: str) -> None:
+        self.checked.append(ip)
+        super().check_address(ip)
+
+
+def self_signed_tls(tmp_path) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+@pytest.mark.browser
+def test_browser_https_page_through_connect_tunnel(
+    server_factory, proxy_factory, chromium, tmp_path
+) -> None:
+    server = server_factory(tls=self_signed_tls(tmp_path))
+    serve_page(server)
+    refusing = proxy_factory(RecordingPolicy())
+    with pytest.raises(Exception, match="ERR_TUNNEL_CONNECTION_FAILED"):
+        chromium(refusing).goto(server.url("/page.html"))
+    assert server.connections == 0
+    policy = RecordingPolicy(allow_private_networks=True)
+    page = chromium(proxy_factory(policy), ignore_https_errors=True)
+    response = page.goto(server.url("/page.html"))
+    assert response is not None and response.status == 200
+    page.wait_for_selector("body[data-fetched=yes]", timeout=10_000)
+    assert set(server.paths()) >= {"/page.html", "/style.css", "/pixel.gif", "/data.json"}
+    assert "127.0.0.1" in policy.checked  # the tunnel was the proxy's, and it was checked
