@@ -355,7 +355,9 @@ class EgressProxy:
             if not 100 <= status < 200 or status == 101:
                 break
             writer.write(head)  # interim response (100 Continue): pass on, read the next
-        dropped = {"connection", "keep-alive", "proxy-connection"}
+        # the proxy's own headers can only come from the proxy (over plain HTTP, at least)
+        dropped = {"connection", "keep-alive", "proxy-connection", "x-citearchive-refused",
+                   "x-citearchive-error"}
         out = [status_line] + [f"{k}: {v}" for k, v in fields if k.lower() not in dropped]
         writer.write("\r\n".join([*out, "Connection: close", "", ""]).encode("latin-1"))
         idle.head_sent = True

@@ -256,7 +256,8 @@ def test_connect_to_localhost_name_refused(server, proxy_factory) -> None:
 
 def test_plain_get_forwarded_in_origin_form_with_connection_close(server, proxy_factory) -> None:
     server.routes["/page"] = (200, [("Content-Type", "text/html"), ("Connection", "keep-alive"),
-                                    ("Keep-Alive", "timeout=30"), ("X-Test", "yes")],
+                                    ("Keep-Alive", "timeout=30"), ("X-Test", "yes"),
+                                    ("X-Citearchive-Refused", "spoofed by the site")],
                               b"<p>hello</p>")
     proxy = proxy_factory(PERMISSIVE)
     reply = exchange(proxy, get(
@@ -268,6 +269,7 @@ def test_plain_get_forwarded_in_origin_form_with_connection_close(server, proxy_
     assert reply.header("Connection") == ["close"]
     assert reply.header("Keep-Alive") == []
     assert reply.header("X-Test") == ["yes"]
+    assert reply.header("X-Citearchive-Refused") == []
     [(method, path, headers, _)] = server.requests
     assert (method, path) == ("GET", "/page?q=1")
     assert headers["Host"] == server.authority
