@@ -150,6 +150,7 @@ class EgressProxy:
         self._lock = threading.Lock()  # start/stop
         self._refusals_lock = threading.Lock()  # also taken on the proxy's loop: never nest
         self._refusals: list[Refusal] = []
+        self._failures: dict[str, str] = {}  # "host:port" -> why the last connection failed
         self._running: tuple[asyncio.AbstractEventLoop, threading.Thread, asyncio.Server] | None
         self._running = None
         self._tasks: set[asyncio.Task] = set()
@@ -190,6 +191,23 @@ class EgressProxy:
     def refusals(self) -> list[Refusal]:
         with self._refusals_lock:
             return list(self._refusals)
+
+    def explain(self, host: str, port: int) -> str | None:
+        """Why the last request to ``host:port`` got no answer, if the proxy knows.
+
+        Chromium reports a failed CONNECT only as ERR_TUNNEL_CONNECTION_FAILED; this gives
+        the reason behind it ("refused: ...", "cannot resolve ...").
+        """
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        with self._refusals_lock:
+            refused = [r for r in self._refusals if r.target == target]
+            if refused:
+                return f"refused: {refused[-1].reason}"
+            return self._failures.get(target)
+
+    def _record_failure(self, target: str, reason: str) -> None:
+        with self._refusals_lock:
+            self._failures[target] = reason
 
     def __enter__(self) -> EgressProxy:
         self.start()
@@ -260,6 +278,7 @@ class EgressProxy:
                         extra={"egress_target": _clean(target), "egress_reason": reason})
             raise _ReplyError(403, reason, "X-Citearchive-Refused") from None
         except CaptureError as exc:  # unresolvable: not a policy decision
+            self._record_failure(target, _clean(str(exc)))
             raise _ReplyError(502, str(exc)) from None
         if not connect:
             return None
@@ -278,7 +297,9 @@ class EgressProxy:
             except OSError as exc:
                 errors.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
         where = _clean(f"{host}:{port}")
-        raise _ReplyError(status, f"cannot connect to {where} ({'; '.join(errors)})")
+        reason = f"cannot connect to {where} ({'; '.join(errors)})"
+        self._record_failure(target, _clean(reason))
+        raise _ReplyError(status, reason)
 
     async def _tunnel(self, target: str, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:

@@ -88,16 +88,12 @@ class TrafficRecorder:
             ex.request_headers = [(h["name"], h["value"]) for h in await request.headers_array()]
             ex.request_body = request.post_data_buffer
             headers = [(h["name"], h["value"]) for h in await response.headers_array()]
-            refused = next((v for k, v in headers if k.lower() == REFUSED_HEADER), None)
-            if refused is not None:
-                # Our egress proxy answered, not the site: record the refusal, not a response.
-                ex.error = f"refused: {refused}"
-                self.refused.append((request.url, refused))
-                return
-            failed = next((v for k, v in headers if k.lower() == PROXY_ERROR_HEADER), None)
-            if failed is not None:
-                # The proxy could not reach the site (DNS, refused, timeout): no answer.
-                ex.error = failed
+            verdict = self._proxy_answer(request.url, headers)
+            if verdict is not None:
+                # Our egress proxy answered, not the site: a refusal or no answer at all.
+                ex.error = verdict
+                if verdict.startswith("refused: "):
+                    self.refused.append((request.url, verdict.removeprefix("refused: ")))
                 return
             ex.status = response.status
             ex.status_text = response.status_text
@@ -113,6 +109,22 @@ class TrafficRecorder:
         except PlaywrightError as exc:
             # The page may navigate away or close before a body is read; keep what we have.
             ex.error = ex.error or f"body unavailable: {exc.message.splitlines()[0]}"
+
+    @staticmethod
+    def _proxy_answer(url: str, headers: list[tuple[str, str]]) -> str | None:
+        """The proxy's own verdict if it, not the site, produced this response.
+
+        Only plain-HTTP answers can come from the proxy (it strips these headers from what
+        sites send there); inside an https tunnel they can only be the site's own.
+        """
+        if not url.startswith("http://"):
+            return None
+        for key, value in headers:
+            if key.lower() == REFUSED_HEADER:
+                return f"refused: {value}"
+            if key.lower() == PROXY_ERROR_HEADER:
+                return value
+        return None
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait (bounded) until every body read that has started is finished."""

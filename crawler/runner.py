@@ -123,6 +123,7 @@ def run_batch(
             ),
             context_kwargs=context_options(config),
             pages_per_context=config.crawl.pages_per_context,
+            egress=proxy,
         )
         process.start()
     return results

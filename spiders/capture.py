@@ -12,11 +12,13 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
+from crawler.egress_proxy import EgressProxy
 from crawler.errors import DestinationRefused
 from crawler.items import CaptureItem
 from crawler.netguard import DestinationPolicy
@@ -82,6 +84,7 @@ class CaptureSpider(scrapy.Spider):
         page_options: PageOptions | None = None,
         context_kwargs: dict | None = None,
         pages_per_context: int = 50,
+        egress: EgressProxy | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,6 +93,7 @@ class CaptureSpider(scrapy.Spider):
         self.page_options = page_options or PageOptions()
         self.context_kwargs = context_kwargs or {}
         self.recycler = ContextRecycler(pages_per_context)
+        self.egress = egress
 
     async def start(self) -> AsyncIterator[scrapy.Request | CaptureItem]:
         for target in self.targets:
@@ -141,13 +145,18 @@ class CaptureSpider(scrapy.Spider):
         message = failure_reason(failure)
         if recorder is not None and recorder.refused:
             message = f"refused: {recorder.refused[0][1]}"
+        elif self.egress is not None:
+            # A failed https tunnel reaches the page only as ERR_TUNNEL_CONNECTION_FAILED.
+            parts = urlsplit(request.url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            message = self.egress.explain(parts.hostname or "", port) or message
         if page is not None:
             await self._close_page(page, request.meta["playwright_context"])
         yield self._failed_item(
             request.meta["capture_target"],
             message or repr(failure.value),
             captured_at=request.meta.get("captured_at"),
-            refused=bool(recorder and recorder.refused),
+            refused=message.startswith("refused: "),
         )
 
     async def _close_page(self, page, context_name: str) -> None:

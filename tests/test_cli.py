@@ -106,12 +106,17 @@ def test_rerun_verdicts_due_selection_and_reindex(tmp_path, site):
 @pytest.mark.browser
 def test_default_config_never_fetches_loopback(tmp_path, site):
     config = write_config(tmp_path / "c.toml", f"file://{tmp_path / 'store'}", allow_private=False)
-    urls = [site.url("/static.html"), f"http://localhost:{site.server.server_port}/js.html"]
+    port = site.server.server_port
+    urls = [
+        site.url("/static.html"),
+        f"http://localhost:{port}/js.html",
+        f"https://localhost:{port}/tunnel",
+    ]
     assert run_cli(config, "add", *urls).code == 0
     res = run_cli(config, "run-once", "--all")
-    assert res.code == 0 and "2 unreachable" in res.out
+    assert res.code == 0 and "3 unreachable" in res.out
     assert sum(site.hits.values()) == 0
     for url in urls:
         [cap] = history(config, url)
         assert cap["verdict"] == "unreachable" and cap["http_status"] is None
-        assert cap["error"].startswith("refused:")
+        assert cap["error"].startswith("refused:") and "not a public address" in cap["error"]
