@@ -63,6 +63,8 @@ def main_text(media_type: str, raw: bytes, dom: str, url: str | None = None) -> 
     """Pick the extractor by the served media type."""
     if media_type == "application/pdf" or raw.startswith(b"%PDF-"):
         return pdf_text(raw)
+    if media_type.startswith(("image/", "audio/", "video/", "font/")):
+        return ""  # the DOM is only the browser's viewer around the media
     if dom:
         return html_text(dom, url)
     if media_type.startswith("text/"):
