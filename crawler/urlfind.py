@@ -1,0 +1,473 @@
+"""Find the URLs in plain text: scheme URLs, scheme-less ones, URLs broken across lines.
+
+Text extracted from PDFs and DOCX files is the main input, so the rules are for messy text:
+scheme-less links (``pic.twitter.com/x``), URLs wrapped in punctuation or parentheses, and
+URLs that extraction broke across two lines. One pass of compiled regexes with only bounded
+nesting keeps a 50 MB file, or a pathological line, linear. The citing passage around each
+URL is ``passage_around``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from dataclasses import dataclass
+
+# Every two-letter country-code TLD, and the generic TLDs that citations use.
+_CCTLDS = """
+ac ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bm bn bo br bs
+bt bw by bz ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee
+eg er es et eu fi fj fk fm fo fr ga gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm
+hn hr ht hu id ie il im in io iq ir is it je jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb
+lc li lk lr ls lt lu lv ly ma mc md me mg mh mk ml mm mn mo mp mq mr ms mt mu mv mw mx my mz
+na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw py qa re ro rs
+ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st su sv sx sy sz tc td tf tg th tj tk
+tl tm tn to tr tt tv tw tz ua ug uk us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw
+"""
+_GENERIC_TLDS = """
+com org net edu gov mil int info biz name pro mobi asia aero coop museum jobs travel xyz app
+dev online site website blog news media press tech cloud store shop live today world wiki
+page social network link club space life digital agency global foundation institute
+"""
+KNOWN_TLDS = frozenset((_CCTLDS + _GENERIC_TLDS).split())
+# ccTLDs that prose uses far more often as file extensions ("setup.py/", "README.md/").
+_FILE_LIKE_TLDS = frozenset({"py", "md"})
+
+# Characters a URL can contain as it appears in text: not whitespace, angle brackets,
+# quotation marks, an ellipsis (a truncated display URL ends there) or decoding debris.
+_URL_CHAR = (
+    '[^\\s<>"`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2026\ufffd\u200b-\u200d\u2060\ufeff]'
+)
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_CANDIDATE = re.compile(
+    rf"""
+    (?P<skip>(?<![\w.+-])(?:mailto|javascript|vbscript|tel|data|file):(?!https?://)\S*)
+  | (?P<scheme>https?://(?=[\w\[]){_URL_CHAR}+)
+  | (?P<bare>(?<![\w@.:/%+~=&?\#-])(?P<host>(?:{_LABEL}\.)+(?P<tld>[a-z]{{2,24}}))
+        (?:(?P<path>/{_URL_CHAR}*)|(?![\w@-]|\.[a-z0-9])))
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+_TRIGGER = re.compile(r"\.[a-z]{2}|://", re.IGNORECASE)
+_NON_SPACE = re.compile(r"\S*")
+_LOOK_BACK = 2048  # longest scheme or host looked back for from a trigger
+
+_TRAILING = frozenset(".,;:!?'\"\u201d\u2019)]}>*")
+_OPENER = {")": "(", "]": "[", "}": "{"}
+
+# Line-break repair: the next line must start with URL characters (no indent), and the
+# join happens only when the URL so far ends where a URL plausibly continues.
+_LINE_BREAK = re.compile(r"\r?\n")
+_CONTINUATION = re.compile(rf"[a-z0-9/%_.~?=&#+-]{_URL_CHAR}*", re.IGNORECASE)
+_BREAK_CHARS = frozenset("/-_?=&%#~+")
+_URLISH = re.compile(r"[/_?=&%#~+-]|\.[a-z]|[a-z][0-9]|[0-9][a-z]", re.IGNORECASE)
+_NEW_URL = re.compile(r"https?://|www\d{0,3}\.", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FoundURL:
+    """A URL as it appears in text; ``start``/``end`` span it, line breaks included."""
+
+    url: str  # line breaks removed; a scheme-less URL stays scheme-less
+    start: int
+    end: int
+
+
+def find_urls(text: str) -> list[FoundURL]:
+    """Every http(s) or scheme-less web URL in ``text``, in order of appearance."""
+    found: list[FoundURL] = []
+    resume = 0
+    # A cheap trigger finds the few tokens that may hold a URL; the full pattern runs only
+    # on those, which keeps plain prose fast.
+    for hit in _TRIGGER.finditer(text):
+        if hit.start() < resume:
+            continue
+        token_start = _token_start(text, hit.start(), resume)
+        token_end = _NON_SPACE.match(text, hit.start()).end()
+        for match in _CANDIDATE.finditer(text, token_start, token_end):
+            if match.start() < resume or match.group("skip") is not None:
+                resume = max(resume, match.end())
+                continue
+            if match.group("bare") is not None and not _bare_host_ok(match):
+                continue
+            url_found = _extend_and_trim(text, match)
+            if url_found is not None:
+                found.append(url_found)
+                resume = url_found.end
+        resume = max(resume, token_end)
+    return found
+
+
+def _token_start(text: str, pos: int, floor: int) -> int:
+    """Start of the whitespace-delimited token holding ``pos`` (looking back a bounded way)."""
+    head = text[max(floor, pos - _LOOK_BACK) : pos]
+    if not head or head[-1].isspace():
+        return pos
+    return pos - len(head.rsplit(None, 1)[-1])
+
+
+def line_of(text: str, offset: int) -> int:
+    """The 1-based line number of ``offset`` in ``text``."""
+    return bisect.bisect_right(_line_starts(text), offset) + 1
+
+
+@functools.lru_cache(maxsize=2)
+def _line_starts(text: str) -> list[int]:
+    # Cached: a reader asks for the line of every URL in the same (possibly huge) text.
+    return [m.end() for m in re.finditer("\n", text)]
+
+
+def _bare_host_ok(match: re.Match[str]) -> bool:
+    host, tld, path = match.group("host"), match.group("tld"), match.group("path")
+    if tld.lower() not in KNOWN_TLDS or len(host) > 253:
+        return False
+    if host[:4].lower() == "www.":
+        return True
+    if not path:  # "example.org" alone is as likely a name as a link
+        return False
+    if not tld.islower():  # "ASP.NET/Core", "Socket.IO/": product names, not hosts
+        return False
+    return not (host.count(".") == 1 and tld in _FILE_LIKE_TLDS)
+
+
+def _extend_and_trim(text: str, match: re.Match[str]) -> FoundURL | None:
+    """Join continuation lines, then drop trailing punctuation."""
+    pieces = [(match.start(), match.group())]
+    url = match.group()
+    if match.group("scheme") is not None:
+        has_path = "/" in url[url.index("://") + 3 :]
+    else:
+        has_path = match.group("path") is not None
+    while token := _continuation(text, url, pieces[-1][0] + len(pieces[-1][1]), has_path):
+        pieces.append(token)
+        url += token[1]
+    keep = strip_trailing(url)
+    last_start, last_piece = pieces[-1]
+    end = last_start + len(last_piece) - (len(url) - keep)
+    url = url[:keep]
+    if match.group("scheme") is not None and len(url) <= url.index("://") + 3:
+        return None
+    return FoundURL(url, match.start(), end)
+
+
+def strip_trailing(url: str) -> int:
+    """Length of ``url`` without trailing punctuation.
+
+    A closing bracket that balances an opening one inside the URL stays, so
+    ``.../wiki/Hezbollah_(disambiguation)`` keeps its ``)`` even when the whole URL is
+    wrapped in parentheses. Counts are updated as we strip, so this is linear.
+    """
+    closed = {c: url.count(c) for c in _OPENER}
+    opened = {c: url.count(c) for c in _OPENER.values()}
+    n = len(url)
+    while n and url[n - 1] in _TRAILING:
+        char = url[n - 1]
+        if char in _OPENER:
+            if closed[char] <= opened[_OPENER[char]]:
+                break
+            closed[char] -= 1
+        n -= 1
+    return n
+
+
+def _continuation(text: str, url: str, end: int, has_path: bool) -> tuple[int, str] | None:
+    """The next line's start, when it continues ``url`` that ends the current line."""
+    newline = _LINE_BREAK.match(text, end)
+    if newline is None:
+        return None
+    token_match = _CONTINUATION.match(text, newline.end())
+    if token_match is None:
+        return None
+    token = token_match.group()
+    core = token[: strip_trailing(token)]
+    if not core or not _URLISH.search(core) or _starts_new_url(token):
+        return None
+    line_end = text.find("\n", token_match.end())
+    rest = text[token_match.end() : line_end if line_end >= 0 else len(text)]
+    whole_line = not rest.strip()
+    last = url[-1]
+    # "/", "-", "?", "=" ... rarely end a URL in prose; a break after a letter or digit is
+    # trusted only when the continuation is the whole next line (no sentence follows).
+    if last in _BREAK_CHARS or (last.isalnum() and whole_line and has_path):
+        return newline.end(), token
+    return None
+
+
+def _starts_new_url(token: str) -> bool:
+    if _NEW_URL.match(token):
+        return True
+    match = _CANDIDATE.match(token)
+    return bool(match and match.group("bare") and match.group("path") and _bare_host_ok(match))
+
+
+# --- The citing passage ----------------------------------------------------------------
+
+_WINDOW = 3000  # how far to look for a sentence's ends; bounds the work per URL
+# A sentence ends at . ! ? (and closing quotes or brackets) before whitespace, or at a
+# blank line.
+_BOUNDARY = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)|\n[ \t]*\r?\n")
+_BLANK_LINE = re.compile(r"\n[ \t]*\r?\n")
+_WORD_END = re.compile(r"(\w+)$")
+_NEXT_CHAR = re.compile(r"\s*(\S)")
+_ABBREVIATION_WORDS = """mr mrs ms dr prof gen col capt lt sgt sen rep gov st jr sr vs etc no
+fig vol pp ed eds inc ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec"""
+_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+_ENDS_SENTENCE = re.compile(r"[.!?:][\"'\u201d\u2019)\]]*\s*$")
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
+_PAGE_NUMBER = re.compile(r"\s*(?:page\s+)?\d+(?:\s*(?:of|/)\s*\d+)?\s*$", re.IGNORECASE)
+# The attribution line of an embedded tweet: "— Alex Rubinstein (@RealAlexRubi) August 28,
+# 2021". The tweet's text is the paragraph above it.
+_ATTRIBUTION = re.compile(
+    r"^[ \t]*[\u2014\u2013-]{1,2}[ \t]*[^\n(]{1,80}\(@(?P<handle>\w{1,15})\)[^\n]*", re.MULTILINE
+)
+_TWEET_TEXT_MAX = 1500
+_STATUS = re.compile(
+    r"(?:https?://)?(?:(?:www|mobile)\.)?(?:twitter|x)\.com/(\w{1,15})/status(?:es)?/\d",
+    re.IGNORECASE,
+)
+_SECOND_LEVEL = frozenset({"co", "com", "org", "net", "gov", "ac", "edu"})
+
+
+@dataclass(frozen=True)
+class _Tweet:
+    start: int  # first character of the quoted text
+    text_end: int
+    end: int  # end of the attribution line
+    handle: str
+
+
+def passage_around(text: str, start: int, end: int, max_chars: int = 600) -> str | None:
+    """The sentence or quotation citing the URL at ``text[start:end]``, or None.
+
+    Whitespace is collapsed and the URL itself left out. A URL in or beside an embedded
+    tweet gets the tweet's text; a URL alone on its line, as PDF extraction leaves link
+    targets, gets the passage it most likely belongs to (see ``_detached``).
+    """
+    alone = _alone_on_line(text, start, end)
+    tweet = _tweet_passage(text, start, end, alone)
+    if tweet is not None:
+        return _fit(*tweet, max_chars)
+    if alone:
+        return _detached(text, start, end, max_chars)
+    before = text[_sentence_start(text, start) : start]
+    after = text[end : _sentence_end(text, end)]
+    if not _is_prose(before) and not _is_prose(after):
+        return _detached(text, start, end, max_chars)
+    return _fit(before, after, max_chars)
+
+
+def _sentence_start(text: str, pos: int) -> int:
+    """Start of the sentence that runs up to ``pos``."""
+    floor = max(0, pos - _WINDOW)
+    start = floor
+    for match in _BOUNDARY.finditer(text, floor, pos):
+        if _is_boundary(text, match):
+            start = match.end()
+    return start
+
+
+def _sentence_end(text: str, pos: int) -> int:
+    """End of the sentence that continues from ``pos``."""
+    ceiling = min(len(text), pos + _WINDOW)
+    for match in _BOUNDARY.finditer(text, pos, ceiling):
+        if _is_boundary(text, match):
+            return match.start() if match.group()[0] == "\n" else match.end()
+    return ceiling
+
+
+def _is_boundary(text: str, match: re.Match[str]) -> bool:
+    if match.group()[0] == "\n":
+        return True
+    following = _NEXT_CHAR.match(text, match.end())
+    if following and following.group(1).islower():  # "e.g. the", "U.S. forces"
+        return False
+    if match.group()[0] != ".":
+        return True
+    word = _WORD_END.search(text, max(0, match.start() - 12), match.start())
+    if word is None:
+        return True
+    word_text = word.group(1)  # "Gen. Nicholson", "J. Smith" do not end a sentence
+    return word_text.lower() not in _ABBREVIATIONS and not (
+        len(word_text) == 1 and word_text.isupper()
+    )
+
+
+def _is_prose(fragment: str) -> bool:
+    """Whether ``fragment`` has words once URLs and page furniture are taken out."""
+    if _PAGE_NUMBER.match(fragment):
+        return False
+    kept, last = [], 0
+    for found in find_urls(fragment):
+        kept.append(fragment[last : found.start])
+        last = found.end
+    kept.append(fragment[last:])
+    return bool(_LETTERS.search(" ".join(kept)))
+
+
+def _alone_on_line(text: str, start: int, end: int) -> bool:
+    """Whether the URL's line holds nothing else but other URLs or list markers."""
+    line_start = text.rfind("\n", max(0, start - 300), start) + 1
+    line_end = text.find("\n", end, end + 300)
+    if (line_start == 0 and start > 300) or (line_end < 0 and len(text) - end > 300):
+        return False  # a long line around it: prose
+    line_end = len(text) if line_end < 0 else line_end
+    return not _is_prose(text[line_start:start]) and not _is_prose(text[end:line_end])
+
+
+def _fit(before: str, after: str, max_chars: int) -> str | None:
+    """``before`` + ``after`` with whitespace collapsed, cut to ``max_chars`` around the gap."""
+    before, after = _squash(before), _squash(after)
+    room = max_chars - 1
+    if len(before) + len(after) > room:
+        keep_after = min(len(after), max(room // 2, room - len(before)))
+        keep_before = room - keep_after
+        if len(before) > keep_before:
+            before = "…" + before[len(before) - keep_before + 1 :].partition(" ")[2]
+        if len(after) > keep_after:
+            after = after[: keep_after - 1].rpartition(" ")[0] + "…"
+    passage = re.sub(r"[(\[<]\s*[)\]>]", "", f"{before} {after}")  # brackets the URL left empty
+    passage = re.sub(r"\s+([.,;:!?)\]])", r"\1", re.sub(r"\s+", " ", passage)).strip()
+    return passage if _LETTERS.search(passage) else None
+
+
+def _squash(fragment: str) -> str:
+    # U+FFFD is decoding debris (an emoji lost in PDF extraction), never text.
+    return re.sub(r"\s+", " ", fragment.replace("\ufffd", " ")).strip()
+
+
+def _detached(text: str, start: int, end: int, max_chars: int) -> str | None:
+    """The passage for a URL alone on its line, cut off from its sentence.
+
+    In order: the lead-in sentence right above it ("The report is here:"); the nearest
+    sentence before it that names the URL's site (edition.cnn.com: "CNN's interview"); the
+    last sentence before it, rejoined with its continuation when the URL lines and page
+    furniture interrupt it; else None.
+    """
+    prose_end, blank_between = _prose_before(text, start)
+    if prose_end is not None and not blank_between and text[prose_end - 1] == ":":
+        return _fit(text[_sentence_start(text, prose_end) : prose_end], "", max_chars)
+    named = _sentence_naming_site(text, start, re.sub(r"\s", "", text[start:end]))
+    if named is not None:
+        return _fit(named, "", max_chars)
+    if prose_end is None:
+        return None
+    before = text[_sentence_start(text, prose_end) : prose_end]
+    after = ""
+    if not _ENDS_SENTENCE.search(before):
+        resume = _prose_after(text, end)
+        if resume is not None and text[resume].islower():
+            after = text[resume : _sentence_end(text, resume)]
+    return _fit(before, after, max_chars)
+
+
+def _lines_before(text: str, pos: int):
+    """(start, end) of each line before the one holding ``pos``, nearest first."""
+    floor = max(0, pos - _WINDOW)
+    line_end = text.rfind("\n", floor, pos)
+    while line_end > floor:
+        line_start = max(floor, text.rfind("\n", floor, line_end) + 1)
+        yield line_start, line_end
+        line_end = line_start - 1
+
+
+def _prose_before(text: str, pos: int) -> tuple[int | None, bool]:
+    """End of the nearest prose line above ``pos``, and whether a blank line comes between."""
+    blank = False
+    for line_start, line_end in _lines_before(text, pos):
+        line = text[line_start:line_end]
+        if not line.strip():
+            blank = True
+        elif _is_prose(line):
+            return line_start + len(line.rstrip()), blank
+    return None, blank
+
+
+def _prose_after(text: str, pos: int) -> int | None:
+    """First character of the nearest prose line below ``pos``."""
+    ceiling = min(len(text), pos + _WINDOW)
+    line_start = text.find("\n", pos, ceiling) + 1
+    while 0 < line_start < ceiling:
+        line_end = text.find("\n", line_start, ceiling)
+        line = text[line_start : line_end if line_end >= 0 else ceiling]
+        if _is_prose(line):
+            return line_start + len(line) - len(line.lstrip())
+        line_start = line_end + 1
+    return None
+
+
+def _sentence_naming_site(text: str, pos: int, url: str) -> str | None:
+    """The nearest sentence before ``pos`` that names the URL's site, capitalised."""
+    name = _site_name(url)
+    if name is None:
+        return None
+    pattern = re.compile(rf"(?<![\w./@-]){re.escape(name)}(?!\w)", re.IGNORECASE)
+    mentions = [
+        m for m in pattern.finditer(text, max(0, pos - _WINDOW), pos) if m.group()[0].isupper()
+    ]
+    if not mentions:
+        return None
+    mention = mentions[-1]
+    return text[_sentence_start(text, mention.start()) : _sentence_end(text, mention.end())]
+
+
+def _site_name(url: str) -> str | None:
+    """The name a site goes by in prose: "cnn" for edition.cnn.com, "bbc" for bbc.co.uk."""
+    host = re.sub(r"^[a-z]+://", "", url, flags=re.IGNORECASE)
+    labels = re.split(r"[/?#:]", host, maxsplit=1)[0].lower().split(".")
+    if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
+        labels = labels[:-1]
+    name = labels[-2] if len(labels) >= 2 else ""
+    return name if len(name) >= 3 and name.isalpha() and name != "www" else None
+
+
+@functools.lru_cache(maxsize=2)
+def _tweets(text: str) -> tuple[list[int], list[_Tweet], dict[str, list[_Tweet]]]:
+    """Embedded tweets in ``text``: starts (for bisect), tweets, tweets by handle."""
+    tweets: list[_Tweet] = []
+    for match in _ATTRIBUTION.finditer(text):
+        floor = max(tweets[-1].end if tweets else 0, match.start() - _TWEET_TEXT_MAX)
+        text_end = floor + len(text[floor : match.start()].rstrip())
+        start = floor
+        for blank in _BLANK_LINE.finditer(text, floor, text_end):
+            start = blank.end()
+        while start < text_end and text[start].isspace():
+            start += 1
+        if start < text_end:
+            tweets.append(_Tweet(start, text_end, match.end(), match.group("handle").lower()))
+    by_handle: dict[str, list[_Tweet]] = {}
+    for tweet in tweets:
+        by_handle.setdefault(tweet.handle, []).append(tweet)
+    return [t.start for t in tweets], tweets, by_handle
+
+
+def _tweet_passage(text: str, start: int, end: int, alone: bool) -> tuple[str, str] | None:
+    """The embedded tweet's text (around the URL) when the URL belongs to one."""
+    starts, tweets, by_handle = _tweets(text)
+    if not tweets:
+        return None
+    i = bisect.bisect_right(starts, start) - 1
+    tweet = None
+    if i >= 0 and (
+        start < tweets[i].end  # in the quoted text or on the attribution line
+        or (alone and _only_space_between(text, tweets[i].end, start))
+    ):
+        tweet = tweets[i]
+    elif alone and i + 1 < len(tweets) and _only_space_between(text, end, tweets[i + 1].start):
+        tweet = tweets[i + 1]
+    elif alone and (status := _STATUS.match(re.sub(r"\s", "", text[start:end]))):
+        # A status URL cut off from its embed (PDF link targets collect at a page's end):
+        # the nearest tweet by the same account, preferring one above.
+        same = by_handle.get(status.group(1).lower(), [])
+        above = [t for t in same if t.end <= start]
+        tweet = above[-1] if above else (same[0] if same else None)
+    if tweet is None:
+        return None
+    if tweet.start <= start < tweet.text_end:
+        return text[tweet.start : start], text[end : tweet.text_end]
+    return text[tweet.start : tweet.text_end], ""
+
+
+def _only_space_between(text: str, a: int, b: int) -> bool:
+    return 0 <= b - a < 200 and not text[a:b].strip()
