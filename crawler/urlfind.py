@@ -260,12 +260,15 @@ def passage_around(text: str, start: int, end: int, max_chars: int = 600) -> str
 
 def _sentence_start(text: str, pos: int) -> int:
     """Start of the sentence that runs up to ``pos``."""
-    floor = max(0, pos - _WINDOW)
-    start = floor
-    for match in _BOUNDARY.finditer(text, floor, pos):
-        if _is_boundary(text, match):
-            start = match.end()
-    return start
+    # Nearest boundary first, in a short window before the full one: most sentences are short.
+    for reach in (400, _WINDOW):
+        floor = max(0, pos - reach)
+        for match in reversed(list(_BOUNDARY.finditer(text, floor, pos))):
+            if _is_boundary(text, match):
+                return match.end()
+        if floor == 0:
+            break
+    return max(0, pos - _WINDOW)
 
 
 def _sentence_end(text: str, pos: int) -> int:
