@@ -243,19 +243,29 @@ def passage_around(text: str, start: int, end: int, max_chars: int = 600) -> str
 
     Whitespace is collapsed and the URL itself left out. A URL in or beside an embedded
     tweet gets the tweet's text; a URL alone on its line, as PDF extraction leaves link
-    targets, gets the passage it most likely belongs to (see ``_detached``).
+    targets, gets the passage it most likely belongs to (see ``_detached``). A span that
+    is link text rather than a URL (an HTML or PDF anchor) stays in its sentence.
     """
-    alone = _alone_on_line(text, start, end)
-    tweet = _tweet_passage(text, start, end, alone)
+    is_url = _is_url_text(text[start:end])
+    kept = "" if is_url else text[start:end]
+    alone = is_url and _alone_on_line(text, start, end)
+    tweet = _tweet_for(text, start, end, alone)
     if tweet is not None:
-        return _fit(*tweet, max_chars)
+        if tweet.start <= start < tweet.text_end:
+            return _fit(text[tweet.start : start] + kept, text[end : tweet.text_end], max_chars)
+        return _fit(text[tweet.start : tweet.text_end], "", max_chars)
     if alone:
         return _detached(text, start, end, max_chars)
     before = text[_sentence_start(text, start) : start]
     after = text[end : _sentence_end(text, end)]
-    if not _is_prose(before) and not _is_prose(after):
+    if is_url and not _is_prose(before) and not _is_prose(after):
         return _detached(text, start, end, max_chars)
-    return _fit(before, after, max_chars)
+    return _fit(before + kept, after, max_chars)
+
+
+def _is_url_text(span: str) -> bool:
+    found = find_urls(span)
+    return len(found) == 1 and not span[: found[0].start].strip() and len(span) - found[0].end < 2
 
 
 def _sentence_start(text: str, pos: int) -> int:
@@ -321,8 +331,10 @@ def _alone_on_line(text: str, start: int, end: int) -> bool:
 
 def _fit(before: str, after: str, max_chars: int) -> str | None:
     """``before`` + ``after`` with whitespace collapsed, cut to ``max_chars`` around the gap."""
+    # A space where the URL was cut out; none inside a word that link text splits.
+    gap = " " if before[-1:].isspace() or after[:1].isspace() else ""
     before, after = _squash(before), _squash(after)
-    room = max_chars - 1
+    room = max_chars - len(gap)
     if len(before) + len(after) > room:
         keep_after = min(len(after), max(room // 2, room - len(before)))
         keep_before = room - keep_after
@@ -330,7 +342,7 @@ def _fit(before: str, after: str, max_chars: int) -> str | None:
             before = "…" + before[len(before) - keep_before + 1 :].partition(" ")[2]
         if len(after) > keep_after:
             after = after[: keep_after - 1].rpartition(" ")[0] + "…"
-    passage = re.sub(r"[(\[<]\s*[)\]>]", "", f"{before} {after}")  # brackets the URL left empty
+    passage = re.sub(r"[(\[<]\s*[)\]>]", "", f"{before}{gap}{after}")  # brackets the URL left empty
     passage = re.sub(r"\s+([.,;:!?)\]])", r"\1", re.sub(r"\s+", " ", passage)).strip()
     return passage if _LETTERS.search(passage) else None
 
@@ -361,7 +373,7 @@ def _detached(text: str, start: int, end: int, max_chars: int) -> str | None:
     if not _ENDS_SENTENCE.search(before):
         resume = _prose_after(text, end)
         if resume is not None and text[resume].islower():
-            after = text[resume : _sentence_end(text, resume)]
+            after = " " + text[resume : _sentence_end(text, resume)]
     return _fit(before, after, max_chars)
 
 
@@ -445,8 +457,8 @@ def _tweets(text: str) -> tuple[list[int], list[_Tweet], dict[str, list[_Tweet]]
     return [t.start for t in tweets], tweets, by_handle
 
 
-def _tweet_passage(text: str, start: int, end: int, alone: bool) -> tuple[str, str] | None:
-    """The embedded tweet's text (around the URL) when the URL belongs to one."""
+def _tweet_for(text: str, start: int, end: int, alone: bool) -> _Tweet | None:
+    """The embedded tweet the URL at ``text[start:end]`` belongs to, if any."""
     starts, tweets, by_handle = _tweets(text)
     if not tweets:
         return None
@@ -465,11 +477,7 @@ def _tweet_passage(text: str, start: int, end: int, alone: bool) -> tuple[str, s
         same = by_handle.get(status.group(1).lower(), [])
         above = [t for t in same if t.end <= start]
         tweet = above[-1] if above else (same[0] if same else None)
-    if tweet is None:
-        return None
-    if tweet.start <= start < tweet.text_end:
-        return text[tweet.start : start], text[end : tweet.text_end]
-    return text[tweet.start : tweet.text_end], ""
+    return tweet
 
 
 def _only_space_between(text: str, a: int, b: int) -> bool:

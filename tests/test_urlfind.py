@@ -346,3 +346,22 @@ def test_inline_status_url_keeps_its_own_sentence():
         "He later wrote (https://twitter.com/someone/status/2) that it was wrong.\n"
     )
     assert passage(text) == "He later wrote that it was wrong."
+
+
+def test_link_text_span_stays_in_its_sentence():
+    # HTML and PDF readers pass the span of a link's text, not of a URL.
+    text = "Intro. As CNN reported, the attack was planned. Next."
+    at = text.index("reported")
+    assert (
+        passage_around(text, at, at + len("reported")) == "As CNN reported, the attack was planned."
+    )
+    alone = "Intro.\n\nRead the full report\n\nNext."
+    at = alone.index("Read")
+    assert passage_around(alone, at, at + len("Read the full report")) == "Read the full report"
+
+
+def test_link_text_on_a_tweet_attribution_gets_the_tweet_text():
+    at = TWEET.index("August 28, 2021")
+    assert passage_around(TWEET, at, at + len("August 28, 2021")) == (
+        TWEET_TEXT + " pic.twitter.com/B37fHB67bh"
+    )
