@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from crawler.config import Config
 from crawler.errors import LockedError, NotFoundError, StorageError
-from crawler.urls import canonicalize
+from crawler.urls import canonicalize, with_scheme
 from storage.archive import Archive
 from storage.ids import source_id
 from storage.index import CaptureRow, Index, SourceRow
@@ -34,9 +34,14 @@ class App:
     def close(self) -> None:
         self.index.close()
 
+    def canonical(self, url: str) -> str:
+        """The canonical form of ``url`` under this config's tracking-parameter list."""
+        params = self.config.urls.tracking_params
+        return canonicalize(url, frozenset(params) if params is not None else None)
+
     def source_for(self, url: str) -> SourceRow:
         """The registered source of ``url`` (any spelling of it), or NotFoundError."""
-        row = self.index.get_source(source_id(canonicalize(url)))
+        row = self.index.get_source(source_id(self.canonical(with_scheme(url))))
         if row is None:
             raise NotFoundError(f"{url}: not a registered source (add it first)")
         return row

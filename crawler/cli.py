@@ -24,6 +24,7 @@ import click
 
 from crawler.app import App, parse_time
 from crawler.config import Config, load_config
+from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
 from crawler.reports import capture_record, history_table, status_records, status_table
 from crawler.sources import Citation, load_citation_list, register
@@ -67,7 +68,8 @@ def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None
     """Register sources by hand."""
     app = App.open(_config(ctx))
     try:
-        records = register(app.archive, app.index, [Citation(u, document) for u in urls])
+        citations = [Citation(u, document) for u in urls]
+        records = register(app.archive, app.index, citations, app.canonical)
     finally:
         app.close()
     for record in records:
@@ -87,7 +89,7 @@ def run_once(ctx: click.Context, everything: bool) -> None:
     try:
         with app.run_lock():
             if citations:
-                register(app.archive, app.index, citations)
+                register(app.archive, app.index, citations, app.canonical)
             due = app.due_sources(everything)
             app.close()
             results = run_with_progress(config, due, ctx.obj["log_level"])
@@ -183,6 +185,10 @@ def reindex(ctx: click.Context) -> None:
     finally:
         app.close()
     click.echo(f"reindexed {sources} sources, {captures} captures")
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

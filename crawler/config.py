@@ -55,6 +55,12 @@ class ScheduleConfig(_Section):
     interval_hours: Annotated[float, Field(gt=0)] = 24.0
 
 
+class UrlsConfig(_Section):
+    # None: the built-in list (crawler.urls.DEFAULT_TRACKING_PARAMS); names ending in "*"
+    # are prefixes. Changing it changes source identity: set it before the first import.
+    tracking_params: list[str] | None = None
+
+
 class SourcesConfig(_Section):
     # TOML citation lists registered at the start of every run (see config/citations.toml).
     lists: list[str] = []
@@ -66,6 +72,7 @@ class Config(_Section):
     crawl: CrawlConfig = CrawlConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     sources: SourcesConfig = SourcesConfig()
+    urls: UrlsConfig = UrlsConfig()
     # Folder that relative paths are resolved against; not a TOML key.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

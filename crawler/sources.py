@@ -8,6 +8,7 @@ URLs and citations into its record.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +21,27 @@ from storage.index import Index
 
 @dataclass(frozen=True)
 class Citation:
-    """One place that cites a URL: a document and, when known, the citing passage."""
+    """One place that cites a URL: the document, where in it, the link text and passage."""
 
-    url: str
-    document: str | None = None
-    context: str | None = None
+    url: str  # as seen in the document
+    document: str | None = None  # path or URL of the citing document, or a name
+    passage: str | None = None
+    location: str | None = None
+    anchor: str | None = None
+    document_sha256: str | None = None
 
     def as_record(self) -> dict:
-        return {k: v for k, v in {"document": self.document, "context": self.context}.items() if v}
+        fields = {
+            "document": self.document,
+            "document_sha256": self.document_sha256,
+            "location": self.location,
+            "anchor": self.anchor,
+            "passage": self.passage,
+        }
+        record = {k: v for k, v in fields.items() if v}
+        if record:
+            record["url"] = self.url
+        return record
 
 
 def merge_source(existing: dict | None, canonical: str, citation: Citation) -> dict:
@@ -53,22 +67,33 @@ def merge_source(existing: dict | None, canonical: str, citation: Citation) -> d
     return record
 
 
-def register(archive: Archive, index: Index, citations: list[Citation]) -> list[dict]:
+def register(
+    archive: Archive,
+    index: Index,
+    citations: list[Citation],
+    canon: Callable[[str], str] = canonicalize,
+) -> list[dict]:
     """Validate every URL first (all or nothing), then store and index each source."""
-    canonical = [canonicalize(c.url) for c in citations]
+    canonical = [canon(c.url) for c in citations]
     records: dict[str, dict] = {}
     for citation, canon in zip(citations, canonical, strict=True):
         sid = source_id(canon)
         existing = records.get(sid) or archive.get_source(sid)
         records[sid] = merge_source(existing, canon, citation)
     for record in records.values():
-        archive.put_source(record)
-        index.upsert_source(record)
+        record.pop("removed_at", None)  # registering again brings a removed source back
+        save_source(archive, index, record)
     return list(records.values())
 
 
+def save_source(archive: Archive, index: Index, record: dict) -> None:
+    """The store first (the truth), then the index."""
+    archive.put_source(record)
+    index.upsert_source(record)
+
+
 def load_citation_list(path: Path) -> list[Citation]:
-    """Read a TOML citation list: ``[[citation]]`` tables with url, document, context."""
+    """Read a TOML citation list: ``[[citation]]`` tables with url, document, passage."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -80,11 +105,11 @@ def load_citation_list(path: Path) -> list[Citation]:
         raise ConfigError(f"{path}: unknown key '{sorted(unknown)[0]}'")
     citations = []
     for n, entry in enumerate(data.get("citation", []), start=1):
-        extra = set(entry) - {"url", "document", "context"}
+        extra = set(entry) - {"url", "document", "passage"}
         if extra or not isinstance(entry.get("url"), str):
             what = f"unknown key '{sorted(extra)[0]}'" if extra else "missing url"
             raise ConfigError(f"{path}: citation {n}: {what}")
-        citation = Citation(entry["url"], entry.get("document"), entry.get("context"))
+        citation = Citation(entry["url"], entry.get("document"), entry.get("passage"))
         try:
             canonicalize(citation.url)
         except InvalidURLError as exc:

@@ -139,6 +139,30 @@ class Archive:
             if key.endswith(".json") and "/" not in key.removeprefix("sources/"):
                 yield _parse_json(key, self.store.get(key))
 
+    # Documents: what was imported from each citing document, for re-import diffs
+
+    def put_document(self, document: dict) -> None:
+        """Store (or replace) documents/<id>.json."""
+        document_id = _require_id(document, "id")
+        self.store.put(f"documents/{document_id}.json", canonical_json(document),
+                       content_type=_JSON)
+
+    def get_document(self, document_id: str) -> dict | None:
+        key = f"documents/{document_id}.json"
+        try:
+            data = self.store.get(key)
+        except BlobNotFound:
+            return None
+        return _parse_json(key, data)
+
+    def delete_document(self, document_id: str) -> None:
+        self.store.delete(f"documents/{document_id}.json")
+
+    def iter_documents(self) -> Iterator[dict]:
+        for key in self.store.list("documents/"):
+            if key.endswith(".json") and "/" not in key.removeprefix("documents/"):
+                yield _parse_json(key, self.store.get(key))
+
     # Manifests
 
     def write_manifest(self, manifest: dict) -> StoredManifest:

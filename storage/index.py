@@ -35,6 +35,8 @@ _sources = sa.Table(
     sa.Column("added_at", sa.String(32), nullable=False),
     sa.Column("citations", sa.JSON, nullable=False),
     sa.Column("last_captured_at", sa.String(32), nullable=True),
+    # Set when a source is unregistered: its captures stay, it is no longer listed or due.
+    sa.Column("removed_at", sa.String(32), nullable=True),
     sa.Index("ix_sources_last_captured_at", "last_captured_at"),
     # Hash on PostgreSQL: a btree entry cannot hold a URL of several kilobytes.
     sa.Index("ix_sources_canonical_url", "canonical_url", postgresql_using="hash"),
@@ -69,6 +71,7 @@ class SourceRow:
     added_at: str
     citations: list[dict]
     last_captured_at: str | None
+    removed_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ def _source_values(source: dict) -> dict[str, Any]:
         "urls": list(source.get("urls") or []),
         "added_at": _normal_time(source.get("added_at"), "added_at"),
         "citations": list(source.get("citations") or []),
+        "removed_at": (
+            _normal_time(source["removed_at"], "removed_at") if source.get("removed_at") else None
+        ),
     }
 
 
@@ -138,6 +144,7 @@ def _source_row(row: sa.Row) -> SourceRow:
         added_at=row.added_at,
         citations=list(row.citations),
         last_captured_at=row.last_captured_at,
+        removed_at=row.removed_at,
     )
 
 
@@ -251,8 +258,12 @@ class Index:
         return rows[0] if rows else None
 
     def list_sources(self) -> list[SourceRow]:
-        """Every source, ordered by added_at, then id."""
-        query = sa.select(_sources).order_by(_sources.c.added_at, _sources.c.id)
+        """Every registered (not removed) source, ordered by added_at, then id."""
+        query = (
+            sa.select(_sources)
+            .where(_sources.c.removed_at.is_(None))
+            .order_by(_sources.c.added_at, _sources.c.id)
+        )
         return self._select_sources("list sources", query)
 
     def due_sources(self, now: datetime, interval: timedelta) -> list[SourceRow]:
@@ -264,7 +275,7 @@ class Index:
         last = _sources.c.last_captured_at
         query = (
             sa.select(_sources)
-            .where(sa.or_(last.is_(None), last <= cutoff))
+            .where(sa.or_(last.is_(None), last <= cutoff), _sources.c.removed_at.is_(None))
             .order_by(
                 sa.case((last.is_(None), 0), else_=1), last, _sources.c.added_at, _sources.c.id
             )
