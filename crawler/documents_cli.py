@@ -12,7 +12,7 @@ from crawler.config import load_config
 from crawler.errors import NotFoundError, UsageError
 from crawler.importer import ImportReport, document_id, import_document
 from crawler.readers import ParsedDocument, UnreadableDocument, parse_document, read_document
-from crawler.sources import save_source
+from crawler.sources import save_sources
 from storage.ids import source_id, utc_now_rfc3339
 
 
@@ -146,7 +146,7 @@ def _remove_source(app: App, sid: str, *, only_document: str | None = None) -> b
     gone = only_document is None or not record["citations"]
     if gone:
         record["removed_at"] = utc_now_rfc3339()
-    save_source(app.archive, app.index, record)
+    save_sources(app.archive, app.index, [record])
     return gone
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from crawler.errors import InvalidURLError
 from crawler.readers import ParsedDocument
-from crawler.sources import Citation, merge_source, save_source
+from crawler.sources import Citation, merge_source, save_sources
 from crawler.urls import with_scheme
 from storage.archive import Archive
 from storage.ids import source_id, utc_now_rfc3339
@@ -99,6 +99,7 @@ def import_document(
     report.kept = [u for u in cited if u in before]
     report.dropped = sorted(before - set(cited))
 
+    records = []
     for canonical in [*cited, *report.dropped]:
         record = archive.get_source(source_id(canonical))
         if record is not None:
@@ -110,7 +111,8 @@ def import_document(
             continue
         if canonical in cited:
             record.pop("removed_at", None)
-        save_source(archive, index, record)
+        records.append(record)
+    save_sources(archive, index, records)
     archive.put_document(
         {
             "id": doc_id,

@@ -82,14 +82,15 @@ def register(
         records[sid] = merge_source(existing, canon, citation)
     for record in records.values():
         record.pop("removed_at", None)  # registering again brings a removed source back
-        save_source(archive, index, record)
+    save_sources(archive, index, list(records.values()))
     return list(records.values())
 
 
-def save_source(archive: Archive, index: Index, record: dict) -> None:
-    """The store first (the truth), then the index."""
-    archive.put_source(record)
-    index.upsert_source(record)
+def save_sources(archive: Archive, index: Index, records: list[dict]) -> None:
+    """The store first (the truth), then the index in one transaction."""
+    for record in records:
+        archive.put_source(record)
+    index.upsert_sources(records)
 
 
 def load_citation_list(path: Path) -> list[Citation]:

@@ -131,3 +131,19 @@ def test_import_then_capture_from_a_local_site(config, tmp_path):
         assert site.hits["/nav-target"] == 0
     finally:
         site.stop()
+
+
+def test_fifty_megabyte_text_and_ten_thousand_links_complete(config, tmp_path):
+    big = tmp_path / "big.txt"
+    line = "The embassy said citizens should avoid the airport gates at this time.\n"
+    with open(big, "w") as fh:
+        for _ in range(50 * 2**20 // len(line)):
+            fh.write(line)
+        fh.write("Source: https://example.org/the-one-link\n")
+    many = tmp_path / "many.md"
+    many.write_text("".join(f"- [item {i}](https://example.org/p/{i})\n" for i in range(10_000)))
+    res = run_cli(config, "import", "--json", str(big), str(many))
+    assert res.code == 0, res.err[-500:]
+    reports = json.loads(res.out)
+    assert [len(r["added"]) for r in reports] == [1, 10_000]
+    assert len(sources(config)) == 10_001
