@@ -1,0 +1,39 @@
+"""The Profile: what one kind of site needs for reading its cited content."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from lxml.html import HtmlElement
+
+# A profile's focus picks the element of the rendered page that is the cited item (the
+# focal tweet among a thread's tweets); None when the page does not show it.
+Focus = Callable[[HtmlElement, str | None], HtmlElement | None]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Selectors and markers of one kind of site; the generic profile matches every URL."""
+
+    name: str
+    content_selectors: tuple[str, ...] = ()
+    noise_selectors: tuple[str, ...] = ()
+    tombstones: tuple[tuple[str, re.Pattern], ...] = ()
+    not_found_markers: tuple[re.Pattern, ...] = ()
+    hosts: tuple[str, ...] = ()  # host or parent domain ("usembassy.gov"); () = any host
+    path: re.Pattern | None = None  # searched at the start of the URL path
+    focus: Focus | None = None
+
+    def matches(self, url: str) -> bool:
+        """Does this profile apply to ``url``?"""
+        try:
+            parts = urlsplit(url if "//" in url else f"//{url}")
+            host = (parts.hostname or "").rstrip(".").lower()
+        except ValueError:
+            return False
+        if self.hosts and not any(host == h or host.endswith("." + h) for h in self.hosts):
+            return False
+        return self.path is None or self.path.match(parts.path or "/") is not None

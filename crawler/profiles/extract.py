@@ -1,0 +1,91 @@
+"""Reading a rendered page through its profile: cited content, tombstones, soft 404s."""
+
+from __future__ import annotations
+
+import lxml.html
+import trafilatura
+from lxml.html import HtmlElement
+
+from crawler.profiles import generic
+from crawler.profiles.base import Profile
+from crawler.profiles.dom import drop_noise, parse, select, text_of, tidy, title_and_headings
+
+_SHORT_PAGE = 80  # words: a soft-404 page says little, an article about one says a lot
+
+
+def _scope(profile: Profile, root: HtmlElement, url: str | None) -> HtmlElement | None:
+    """Where the cited item is: the profile's focus, or the whole page; None if absent."""
+    return root if profile.focus is None else profile.focus(root, url)
+
+
+def _selected(profile: Profile, scope: HtmlElement) -> list[HtmlElement]:
+    """The first content selector with text: the first match of each of its comma parts."""
+    for selector in profile.content_selectors:
+        found = []
+        for part in selector.split(","):
+            matches = select(scope, part.strip())
+            if matches:
+                found.append(matches[0])
+        if any(text_of(el) for el in found):
+            return found
+    return []
+
+
+def _content(profile: Profile, root: HtmlElement, url: str | None, recall: bool) -> str:
+    scope = _scope(profile, root, url)
+    if scope is None:
+        return ""  # the page does not show the cited item (a thread without it, a tombstone)
+    chosen = _selected(profile, scope)
+    drop_noise(root, profile.noise_selectors, keep=chosen or [scope])
+    if chosen:
+        texts = [text_of(el) for el in chosen if el.getparent() is not None or el is root]
+        return tidy("\n".join(texts))
+    if recall:
+        html = lxml.html.tostring(root, encoding="unicode")
+        text = trafilatura.extract(
+            html, url=url, include_comments=False, include_tables=True, favor_recall=True
+        )
+        if text:
+            return tidy(text)
+    body = root.find("body")
+    return text_of(body if body is not None else root)
+
+
+def content_text(profile: Profile, dom: str, url: str | None = None) -> str:
+    """The cited content of a rendered page as lines of text, noise removed."""
+    root = parse(dom)
+    return "" if root is None else _content(profile, root, url, recall=True)
+
+
+def tombstone(profile: Profile, dom: str, url: str | None = None) -> str | None:
+    """ "tombstone: <kind>" when the rendered page says the cited item is gone, else None."""
+    root = parse(dom)
+    if root is None or not profile.tombstones:
+        return None
+    # The cited item on the page means alive, whatever else is there: a thread can show a
+    # deleted parent's tombstone above a live cited reply.
+    scope = _scope(profile, root, url)
+    if scope is not None and (profile.focus is not None or _selected(profile, scope)):
+        return None
+    body = root.find("body")
+    text = " ".join(text_of(body if body is not None else root).split())
+    for reason, pattern in profile.tombstones:
+        if pattern.search(text):
+            return f"tombstone: {reason}"
+    return None
+
+
+def looks_not_found(profile: Profile, dom: str) -> bool:
+    """Does the page read as a "not found" page (a soft 404) despite its status?"""
+    root = parse(dom)
+    if root is None:
+        return False
+    heads = title_and_headings(root)
+    markers = profile.not_found_markers
+    if profile is not generic.PROFILE:
+        markers = (*markers, *generic.NOT_FOUND)
+    if any(m.search(h) for m in markers for h in heads):
+        return True
+    # In the page text the markers count only on a short page.
+    text = _content(profile, root, None, recall=False)
+    return len(text.split()) <= _SHORT_PAGE and any(m.search(text) for m in markers)
