@@ -169,7 +169,7 @@ _ABBREVIATION = re.compile(
     r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Gen|Sen|Rep|Gov|Lt|Col|Sgt|No|vs|etc|Jan|Feb|Mar"
     r"|Apr|Aug|Sep|Sept|Oct|Nov|Dec))\.$"
 )
-_DIGITS = re.compile(r"\d[\d,.]*")
+_DIGITS = re.compile(r"(?<![^\W\d])\d(?:[\d,.]*\d)?")  # not the 1 of "w1"
 
 
 def _sentences(text: str) -> list[str]:
@@ -186,19 +186,33 @@ def _sentences(text: str) -> list[str]:
     return out
 
 
+_PAIR_REACH = 5  # sentences: how far from its proportional place an edited sentence is sought
+
+
 def _pair(old: list[str], new: list[str]) -> list[tuple[str, str]]:
-    """Edited pairs in a replaced block: each old sentence with its most similar new one."""
-    pairs, free = [], list(new)
-    for sentence in old:
-        words = sentence.split()
+    """Edited pairs in a replaced block: each old sentence with its most similar new one.
+
+    Candidates are sought near the sentence's proportional place, so a wholly rewritten
+    page costs linear time, not old x new comparisons.
+    """
+    pairs, taken = [], set()
+    for k, sentence in enumerate(old):
+        centre = k * len(new) // max(1, len(old))
         best, score = None, 0.5
-        for candidate in free:
-            ratio = SequenceMatcher(None, words, candidate.split(), autojunk=False).ratio()
+        matcher = SequenceMatcher(None, autojunk=False)
+        matcher.set_seq2(sentence.split())
+        for j in range(max(0, centre - _PAIR_REACH), min(len(new), centre + _PAIR_REACH + 1)):
+            if j in taken:
+                continue
+            matcher.set_seq1(new[j].split())
+            if matcher.real_quick_ratio() < score or matcher.quick_ratio() < score:
+                continue
+            ratio = matcher.ratio()
             if ratio >= score:
-                best, score = candidate, ratio
+                best, score = j, ratio
         if best is not None:
-            free.remove(best)
-            pairs.append((sentence, best))
+            taken.add(best)
+            pairs.append((sentence, new[best]))
     return pairs
 
 
