@@ -207,7 +207,7 @@ def _starts_new_url(token: str) -> bool:
 _WINDOW = 3000  # how far to look for a sentence's ends; bounds the work per URL
 # A sentence ends at . ! ? (and closing quotes or brackets) before whitespace, or at a
 # blank line.
-_BOUNDARY = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)|\n[ \t]*\r?\n")
+_BOUNDARY = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)(?!\s+[a-z])|\n[ \t]*\r?\n")
 _BLANK_LINE = re.compile(r"\n[ \t]*\r?\n")
 _WORD_END = re.compile(r"(\w+)$")
 _NEXT_CHAR = re.compile(r"\s*(\S)")
@@ -227,6 +227,9 @@ _STATUS = re.compile(
     r"(?:https?://)?(?:(?:www|mobile)\.)?(?:twitter|x)\.com/(\w{1,15})/status(?:es)?/\d",
     re.IGNORECASE,
 )
+_SPACES = re.compile(r"\s+")
+_EMPTY_BRACKETS = re.compile(r"[(\[<]\s*[)\]>]")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?)\]])")
 _SECOND_LEVEL = frozenset({"co", "com", "org", "net", "gov", "ac", "edu"})
 
 
@@ -333,7 +336,8 @@ def _fit(before: str, after: str, max_chars: int) -> str | None:
     """``before`` + ``after`` with whitespace collapsed, cut to ``max_chars`` around the gap."""
     # A space where the URL was cut out; none inside a word that link text splits.
     gap = " " if before[-1:].isspace() or after[:1].isspace() else ""
-    before, after = _squash(before), _squash(after)
+    reach = 4 * max_chars  # enough even for text full of runs of spaces
+    before, after = _squash(before[-reach:]), _squash(after[:reach])
     room = max_chars - len(gap)
     if len(before) + len(after) > room:
         keep_after = min(len(after), max(room // 2, room - len(before)))
@@ -342,14 +346,14 @@ def _fit(before: str, after: str, max_chars: int) -> str | None:
             before = "…" + before[len(before) - keep_before + 1 :].partition(" ")[2]
         if len(after) > keep_after:
             after = after[: keep_after - 1].rpartition(" ")[0] + "…"
-    passage = re.sub(r"[(\[<]\s*[)\]>]", "", f"{before}{gap}{after}")  # brackets the URL left empty
-    passage = re.sub(r"\s+([.,;:!?)\]])", r"\1", re.sub(r"\s+", " ", passage)).strip()
+    passage = _EMPTY_BRACKETS.sub("", f"{before}{gap}{after}")  # the URL was all they held
+    passage = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _SPACES.sub(" ", passage)).strip()
     return passage if _LETTERS.search(passage) else None
 
 
 def _squash(fragment: str) -> str:
     # U+FFFD is decoding debris (an emoji lost in PDF extraction), never text.
-    return re.sub(r"\s+", " ", fragment.replace("\ufffd", " ")).strip()
+    return _SPACES.sub(" ", fragment.replace("\ufffd", " ")).strip()
 
 
 def _detached(text: str, start: int, end: int, max_chars: int) -> str | None:
