@@ -24,6 +24,7 @@ import click
 
 from crawler.app import App, parse_time
 from crawler.config import Config, load_config
+from crawler.diff_cli import diff_cmd
 from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
 from crawler.reports import capture_record, history_table, status_records, status_table
@@ -189,6 +190,7 @@ def reindex(ctx: click.Context) -> None:
 
 for _command in COMMANDS:
     cli.add_command(_command)
+cli.add_command(diff_cmd)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
