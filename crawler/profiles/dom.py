@@ -60,6 +60,11 @@ _BLOCKS = frozenset(
 _EMOJI_ALT = 8  # chars; X draws emoji as <img alt="😂">, and the alt is what a reader sees
 
 
+def _is_emoji(alt: str) -> bool:
+    # Short and without letters or digits: an emoji, not a description ("Image").
+    return 0 < len(alt) <= _EMOJI_ALT and not any(c.isalnum() for c in alt)
+
+
 def parse(dom: str) -> HtmlElement | None:
     """The document tree, or None when there is nothing to parse."""
     if not dom or not dom.strip():
@@ -121,7 +126,7 @@ def text_of(el: HtmlElement) -> str:
             parts.append("\n")
         if tag == "br":
             parts.append("\n")
-        elif tag == "img" and 0 < len(node.get("alt", "")) <= _EMOJI_ALT:
+        elif tag == "img" and _is_emoji(node.get("alt", "")):
             parts.append(node.get("alt"))
         if tag and node.text:
             parts.append(node.text)

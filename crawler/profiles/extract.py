@@ -40,6 +40,8 @@ def _content(profile: Profile, root: HtmlElement, url: str | None, recall: bool)
     if chosen:
         texts = [text_of(el) for el in chosen if el.getparent() is not None or el is root]
         return tidy("\n".join(texts))
+    if scope is not root:
+        return text_of(scope)  # the focused item without its furniture (a photo-only tweet)
     if recall:
         html = lxml.html.tostring(root, encoding="unicode")
         text = trafilatura.extract(
