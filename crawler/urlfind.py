@@ -206,8 +206,10 @@ def _starts_new_url(token: str) -> bool:
 
 _WINDOW = 3000  # how far to look for a sentence's ends; bounds the work per URL
 # A sentence ends at . ! ? (and closing quotes or brackets) before whitespace, or at a
-# blank line.
-_BOUNDARY = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)(?!\s+[a-z])|\n[ \t]*\r?\n")
+# blank line. A lowercase word after it means an abbreviation ("e.g. the"), unless a URL.
+_BOUNDARY = re.compile(
+    r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)(?!\s+(?!https?://|www\.)[a-z])|\n[ \t]*\r?\n"
+)
 _BLANK_LINE = re.compile(r"\n[ \t]*\r?\n")
 _WORD_END = re.compile(r"(\w+)$")
 _NEXT_CHAR = re.compile(r"\s*(\S)")
@@ -262,6 +264,13 @@ def passage_around(text: str, start: int, end: int, max_chars: int = 600) -> str
     before = text[_sentence_start(text, start) : start]
     after = text[end : _sentence_end(text, end)]
     if is_url and not _is_prose(before) and not _is_prose(after):
+        # "Smith (2020). Title of the work. https://..." - the URL follows the sentence it
+        # belongs to; at a paragraph's start it is detached from its sentence.
+        sentence_start = start - len(before)
+        if text[sentence_start - 1 : sentence_start] not in ("", "\n"):
+            previous = text[_sentence_start(text, sentence_start) : sentence_start]
+            if _is_prose(previous):
+                return _fit(previous, "", max_chars)
         return _detached(text, start, end, max_chars)
     return _fit(before + kept, after, max_chars)
 
@@ -297,7 +306,9 @@ def _is_boundary(text: str, match: re.Match[str]) -> bool:
     if match.group()[0] == "\n":
         return True
     following = _NEXT_CHAR.match(text, match.end())
-    if following and following.group(1).islower():  # "e.g. the", "U.S. forces"
+    if (  # "e.g. the", "U.S. forces"; but a URL may follow a sentence
+        following and following.group(1).islower() and not _NEW_URL.match(text, following.start(1))
+    ):
         return False
     if match.group()[0] != ".":
         return True

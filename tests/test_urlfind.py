@@ -365,3 +365,11 @@ def test_link_text_on_a_tweet_attribution_gets_the_tweet_text():
     assert passage_around(TWEET, at, at + len("August 28, 2021")) == (
         TWEET_TEXT + " pic.twitter.com/B37fHB67bh"
     )
+
+
+def test_url_after_its_sentence_gets_that_sentence():
+    text = "References\n\n1. Smith, J. (2020). Title of the work. https://a.org/x\n"
+    assert passage(text) == "Title of the work."
+    text = "He said so on the radio. https://a.org/x https://b.org/y\n\nNext."
+    assert passage(text) == "He said so on the radio."
+    assert passage(text, 1) == "He said so on the radio."
