@@ -2,9 +2,10 @@
 
 Text extracted from PDFs and DOCX files is the main input, so the rules are for messy text:
 scheme-less links (``pic.twitter.com/x``), URLs wrapped in punctuation or parentheses, and
-URLs that extraction broke across two lines. One pass of compiled regexes with only bounded
-nesting keeps a 50 MB file, or a pathological line, linear. The citing passage around each
-URL is ``passage_around``.
+URLs that extraction broke across two lines. A cheap trigger regex picks the few tokens that
+may hold a URL and the full pattern, with only bounded nesting, runs on those: a 50 MB file
+or a pathological line stays linear. The citing passage around each URL is
+``passage_around``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _extend_and_trim(text: str, match: re.Match[str]) -> FoundURL | None:
     while token := _continuation(text, url, pieces[-1][0] + len(pieces[-1][1]), has_path):
         pieces.append(token)
         url += token[1]
-    keep = strip_trailing(url)
+    keep = _strip_trailing(url)
     last_start, last_piece = pieces[-1]
     end = last_start + len(last_piece) - (len(url) - keep)
     url = url[:keep]
@@ -152,7 +153,7 @@ def _extend_and_trim(text: str, match: re.Match[str]) -> FoundURL | None:
     return FoundURL(url, match.start(), end)
 
 
-def strip_trailing(url: str) -> int:
+def _strip_trailing(url: str) -> int:
     """Length of ``url`` without trailing punctuation.
 
     A closing bracket that balances an opening one inside the URL stays, so
@@ -181,7 +182,7 @@ def _continuation(text: str, url: str, end: int, has_path: bool) -> tuple[int, s
     if token_match is None:
         return None
     token = token_match.group()
-    core = token[: strip_trailing(token)]
+    core = token[: _strip_trailing(token)]
     if not core or not _URLISH.search(core) or _starts_new_url(token):
         return None
     line_end = text.find("\n", token_match.end())
@@ -220,9 +221,12 @@ _ENDS_SENTENCE = re.compile(r"[.!?:][\"'\u201d\u2019)\]]*\s*$")
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
 _PAGE_NUMBER = re.compile(r"\s*(?:page\s+)?\d+(?:\s*(?:of|/)\s*\d+)?\s*$", re.IGNORECASE)
 # The attribution line of an embedded tweet: "— Alex Rubinstein (@RealAlexRubi) August 28,
-# 2021". The tweet's text is the paragraph above it.
+# 2021" (the date in any language, so only its year is required). The tweet's text is the
+# paragraph above it.
 _ATTRIBUTION = re.compile(
-    r"^[ \t]*[\u2014\u2013-]{1,2}[ \t]*[^\n(]{1,80}\(@(?P<handle>\w{1,15})\)[^\n]*", re.MULTILINE
+    r"^[ \t]*[\u2014\u2013-]{1,2}[ \t]*[^\n(]{1,80}\(@(?P<handle>\w{1,15})\)"
+    r"[^\n]{0,60}?\b(?:19|20)\d\d\b[^\n]*",
+    re.MULTILINE,
 )
 _TWEET_TEXT_MAX = 1500
 _STATUS = re.compile(

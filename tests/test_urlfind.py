@@ -373,3 +373,8 @@ def test_url_after_its_sentence_gets_that_sentence():
     text = "He said so on the radio. https://a.org/x https://b.org/y\n\nNext."
     assert passage(text) == "He said so on the radio."
     assert passage(text, 1) == "He said so on the radio."
+
+
+def test_a_list_item_naming_a_handle_is_not_a_tweet():
+    text = "Intro. Read https://x.org/a today. Then more.\n- Jane Doe (@jdoe) wrote back\n"
+    assert passage(text) == "Read today."
