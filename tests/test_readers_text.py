@@ -242,3 +242,12 @@ def test_markdown_with_ten_thousand_links_completes():
 )
 def test_pathological_markdown_completes(doc):
     assert markdown_reader.read(doc.encode(), "odd.md") == []
+
+
+def test_markdown_with_windows_line_ends():
+    data = (
+        b"```\r\nhttps://code.example.org/x\r\n```\r\nSee [it][r].\r\n\r\n[r]: https://x.org/r\r\n"
+    )
+    assert markdown_reader.read(data, "crlf.md") == [
+        DocLink("https://x.org/r", "line 4", "it", "See it.")
+    ]

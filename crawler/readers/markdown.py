@@ -52,7 +52,8 @@ _Found = tuple[str, int, int, int, str | None]
 
 def read(data: bytes, name: str) -> list[DocLink]:
     """One ``DocLink`` per link or URL occurrence, in order of appearance."""
-    source = decode(data)
+    # One kind of line end keeps the line-anchored patterns simple; line numbers stay.
+    source = decode(data).replace("\r\n", "\n").replace("\r", "\n")
     scan, display = _masked(source)
     definitions, spans = _definitions(scan)
     scan, display = _blank_spans(scan, spans), _blank_spans(display, spans)
