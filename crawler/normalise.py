@@ -22,9 +22,13 @@ TIME, NUMBER, TOKEN = "\u2039time\u203a", "\u2039n\u203a", "\u2039token\u203a"
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 _SPACES = re.compile(r"[^\S\n]+")
 
-# Cache-busting query parameters: the value is masked, the parameter kept.
+# Typographic quotes a renderer may or may not apply: a reader reads the same words.
+_QUOTES = str.maketrans("\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f", "''''\"\"\"\"")
+
+# Cache-busting query parameters: the value is masked, the parameter kept. Not "t" (a
+# video's cited moment) nor "r".
 _CACHE_BUST = re.compile(
-    r"(?<=[?&;])(v|ver|_|_t|t|ts|cb|cachebust|cachebuster|nocache|rand|rnd|r|nonce)"
+    r"(?<=[?&;])(v|ver|_|_t|ts|cb|cachebust|cachebuster|nocache|rand|rnd|nonce|timestamp)"
     r"=[^&#\s\"'<>]*",
     re.I,
 )
@@ -33,11 +37,11 @@ _CACHE_BUST = re.compile(
 _TOKEN_RUN = re.compile(r"(?<![\w+/-])[A-Za-z0-9_+/-]{16,}={0,2}")
 _HEX = re.compile(r"[0-9a-f-]+|[0-9A-F-]+")
 
-# Clock times: 12:34, 12:34:56, 3:05 PM, 3 PM, 15h30. A dot separator is not a clock
-# ("3.05 percent").
+# Clock times: 12:34, 12:34:56, 3:05 PM, 3 PM, 15h30, the time in 2021-08-26T04:00:00. A
+# dot separator is not a clock ("3.05 percent").
 _AMPM = r"(?:\s?[AaPp]\.?[Mm]\b\.?)"
 _CLOCK = re.compile(
-    rf"\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?{_AMPM}?"
+    rf"(?:(?<![\w:.])|(?<=\dT))(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?{_AMPM}?"
     rf"|\b(?:[01]?\d|2[0-3])h[0-5]\d\b"
     rf"|\b(?:1[0-2]|0?[1-9]){_AMPM}"
 )
@@ -52,15 +56,18 @@ _AGO = re.compile(rf"\b(?:\d+|an?|one|a few|few)\s*{_UNIT}\s+ago\b", re.I)
 _COMPACT = re.compile(r"(?<![\w$€£¥.,])\d{1,3}[smhdw](?![\w.,])(?!\s+[a-z])")
 _WORD_TIMES = re.compile(r"\b(?:yesterday|just now|moments ago)\b", re.I)
 
-# Counters: a number next to a counter word ("1.2K likes", "Reposts 12").
+# Counters: a number next to a counter word ("1.2K likes", "Reposts 12"). Only the words
+# of engagement bars: "52 votes" or "12,000 followers" in an article are facts. An amount
+# or a percentage is never a counter ("shares 5% lower").
 _COUNT = r"\d(?:[\d,.]*\d)?(?:\s?[KkMmBb]\b)?\+?"
 _COUNTER_WORD = (
     r"(?:likes?|views?|shares?|comments?|retweets?|reposts?|repl(?:y|ies)|quotes?"
-    r"|quote tweets?|bookmarks?|followers?|reactions?|upvotes?|votes?|plays?|watching"
-    r"|subscribers?)"
+    r"|quote tweets?|bookmarks?|watching)"
 )
-_COUNT_BEFORE = re.compile(rf"(?<![\w.,]){_COUNT}(?=\s*{_COUNTER_WORD}\b)", re.I)
-_COUNT_AFTER = re.compile(rf"\b({_COUNTER_WORD}:?\s*){_COUNT}(?![\w.,]*\d)", re.I)
+_COUNT_BEFORE = re.compile(rf"(?<![\w.,$€£¥]){_COUNT}(?=\s*{_COUNTER_WORD}\b)", re.I)
+_COUNT_AFTER = re.compile(
+    rf"\b({_COUNTER_WORD}:?\s*)(?![$€£¥]){_COUNT}(?![\w.,]*\d)(?!\s*(?:%|percent))", re.I
+)
 
 # A line left with nothing but placeholders, counter words and punctuation is noise.
 _NOISE_LEFT = re.compile(
@@ -91,11 +98,12 @@ def _is_nonce(run: str) -> bool:
         return False  # a long pure number (a tweet id, a phone number) is content
     if _HEX.fullmatch(core):
         return True
-    # Random text switches often between lowercase, uppercase and digits; words,
-    # slugs ("covid19-cases-2024") and CamelCase names rarely do.
+    # Random text switches between lowercase, uppercase and digits about every other
+    # character; words, slugs ("covid19-cases-2024"), article paths and CamelCase names
+    # rarely do.
     kinds = ["d" if c.isdigit() else "u" if c.isupper() else "l" for c in core if c.isalnum()]
     switches = sum(a != b for a, b in pairwise(kinds))
-    return switches >= 6
+    return switches >= 6 and switches >= 0.3 * len(kinds)
 
 
 def _mask_tokens(line: str) -> str:
@@ -124,7 +132,7 @@ def _is_noise_line(line: str) -> bool:
 
 def normalise(text: str) -> str:
     """NFKC, whitespace collapsed (one "\\n" between lines), noise masked or dropped."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(_QUOTES)
     out = []
     for raw in text.splitlines():
         line = _SPACES.sub(" ", raw).strip()

@@ -82,6 +82,8 @@ NOISE_PAIRS = [
     pytest.param(
         "Avoid the gates.\nAdvertisement\nStay home.", "Avoid the gates.\nStay home.", id="ad-line"
     ),
+    pytest.param("It\u2019s \u201cclosed\u201d", 'It\'s "closed"', id="curly-quotes"),
+    pytest.param("Modified 2021-08-26T04:00:00Z", "Modified 2021-08-26T09:13:52Z", id="iso-time"),
 ]
 
 
@@ -116,6 +118,16 @@ EDIT_PAIRS = [
         "Map: https://e.org/map.png?v=123&zone=4",
         "Map: https://e.org/map.png?v=123&zone=5",
         id="other-query-param",
+    ),
+    pytest.param("https://youtu.be/x?t=42", "https://youtu.be/x?t=97", id="video-moment-t"),
+    pytest.param("The bill passed with 52 votes", "The bill passed with 53 votes", id="votes"),
+    pytest.param("She has 12,000 followers", "She has 13,000 followers", id="followers"),
+    pytest.param("Tesla shares 5% lower", "Tesla shares 6% lower", id="shares-percent"),
+    pytest.param("Modified 2021-08-26T04:00Z", "Modified 2021-08-27T04:00Z", id="iso-date"),
+    pytest.param(
+        "see /news/2021/08/26/kabul-airport-attack-1a2b3c",
+        "see /news/2021/08/26/kabul-airport-attack-9z8y7x",
+        id="article-path",
     ),
 ]
 
