@@ -244,6 +244,12 @@ def test_pathological_markdown_completes(doc):
     assert markdown_reader.read(doc.encode(), "odd.md") == []
 
 
+def test_markdown_angle_destination_with_spaces():
+    data = b"See [the file](<https://x.org/my report.pdf>).\n"
+    (link,) = markdown_reader.read(data, "sp.md")
+    assert (link.url, link.anchor) == ("https://x.org/my%20report.pdf", "the file")
+
+
 def test_markdown_with_windows_line_ends():
     data = (
         b"```\r\nhttps://code.example.org/x\r\n```\r\nSee [it][r].\r\n\r\n[r]: https://x.org/r\r\n"

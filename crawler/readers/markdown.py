@@ -193,7 +193,8 @@ def _definitions(scan: str) -> tuple[dict[str, str], list[tuple[int, int]]]:
 
 def _web_url(dest: str) -> str | None:
     """``dest`` unescaped when it is a web URL; None for #anchors, relative links, mailto."""
-    url = html.unescape(_ESCAPE.sub(r"\1", dest.strip()))
+    # Spaces are allowed in "<...>" destinations; a browser sends them as %20.
+    url = html.unescape(_ESCAPE.sub(r"\1", dest.strip())).replace(" ", "%20")
     if _WEB.match(url):
         return url
     typed = find_urls(url)  # a scheme-less "www.example.org/x"
