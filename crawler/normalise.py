@@ -73,21 +73,12 @@ _COUNT_AFTER = re.compile(
 _NOISE_LEFT = re.compile(
     rf"\u2039(?:time|n|token)\u203a|\b{_COUNTER_WORD}\b|\b(?:updated|posted|edited|ago)\b", re.I
 )
-_BOILERPLATE_LINES = frozenset(
-    {
-        "advertisement",
-        "sponsored",
-        "ad",
-        "share",
-        "share this",
-        "share this article",
-        "copy link",
-        "skip to content",
-        "skip to main content",
-        "show more",
-        "read more",
-    }
-)
+# fmt: off
+_BOILERPLATE_LINES = frozenset((
+    "advertisement", "sponsored", "ad", "share", "share this", "share this article",
+    "copy link", "skip to content", "skip to main content", "show more", "read more",
+))
+# fmt: on
 
 
 def _is_nonce(run: str) -> bool:
@@ -238,8 +229,8 @@ def change_summary(old: str, new: str) -> str:
         removed += (i2 - i1) - len(pairs)
         added += (j2 - j1) - len(pairs)
         numeric += sum(_DIGITS.sub("#", x) == _DIGITS.sub("#", y) for x, y in pairs)
-    parts = [(n, verb) for n, verb in ((edited, "edited"), (added, "added"), (removed, "removed"))]
-    parts = [(n, verb) for n, verb in parts if n]
+    counts = ((edited, "edited"), (added, "added"), (removed, "removed"))
+    parts = [(n, verb) for n, verb in counts if n]
     first_n, first_verb = parts[0]
     words = [f"{first_n} sentence{'s' if first_n > 1 else ''} {first_verb}"]
     words += [f"{n} {verb}" for n, verb in parts[1:]]
@@ -283,7 +274,12 @@ def _window_score(passage: list[str], region: list[str]) -> float:
 
 
 def passage_present(passage: str, text: str) -> tuple[bool, float]:
-    """Is the cited passage still in the text? (present, score 0..1); fuzzy, fast on big texts."""
+    """Is the cited passage still in the text? (present, score 0..1).
+
+    Case, quote style and punctuation at word edges do not count; an exact match scores
+    1.0, otherwise the best window around anchor words (the passage's rarer words) gives
+    2 x matched tokens / (passage tokens + window tokens). An empty passage is present.
+    """
     p, t = _keys(passage), _keys(text)
     if not p:
         return True, 1.0

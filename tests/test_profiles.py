@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crawler.normalise import normalise
-from crawler.profiles import GENERIC, content_text, looks_not_found, profile_for, tombstone
+from crawler.profiles import GENERIC, Profile, content_text, looks_not_found, profile_for, tombstone
 
 TWEET_URL = "https://x.com/USEmbassyKabul/status/1430911475432595457"
 TWEET_TEXT = (
@@ -392,6 +392,17 @@ def test_short_page_without_main_content_is_its_visible_text_without_furniture()
     assert text == "Gate closed."
     assert content_text(GENERIC, page.format(n=2)) == text
     assert content_text(GENERIC, page.format(n=1).replace("closed", "open")) == "Gate open."
+
+
+def test_app_hidden_behind_an_open_cookie_dialog_keeps_its_content():
+    page = article_v1().replace('<div class="page">', '<div class="page" aria-hidden="true">')
+    page = page.replace("<nav>", '<nav><h1 class="logo">Example News</h1>')
+    assert generic_text(page) == generic_text(article_v1())
+
+
+def test_table_cells_read_apart():
+    page = "<html><body><table><tr><td>Gate</td><td>Closed</td></tr></table></body></html>"
+    assert content_text(Profile("table", content_selectors=("table",)), page) == "Gate Closed"
 
 
 def test_unparseable_dom_gives_no_text():

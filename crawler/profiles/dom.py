@@ -12,7 +12,9 @@ from lxml.html import HtmlElement
 # Never text a reader reads.
 _NEVER_TEXT = ("script", "style", "noscript", "template", "svg")
 # Page furniture around the cited content, on every site.
-GENERIC_NOISE = ("nav", "footer", "aside", "iframe", "[hidden]", '[aria-hidden="true"]')
+GENERIC_NOISE = ("nav", "footer", "aside", "iframe")
+# Hidden elements. Only a guess: an open dialog sets aria-hidden on the whole app behind it.
+_HIDDEN = ("[hidden]", '[aria-hidden="true"]')
 # Class or id words that name furniture. Matched at the start of a word of the attribute
 # ("ad-slot", "sidebar_ad", "ShareBar") so that "lead-para" or "masthead-title" stay.
 _NOISE_NAME = re.compile(
@@ -21,42 +23,13 @@ _NOISE_NAME = re.compile(
 )
 _DISPLAY_NONE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 # Elements whose end is a line break in what a reader sees.
-_BLOCKS = frozenset(
-    [
-        "address",
-        "article",
-        "aside",
-        "blockquote",
-        "dd",
-        "details",
-        "div",
-        "dl",
-        "dt",
-        "figcaption",
-        "figure",
-        "footer",
-        "form",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "header",
-        "hr",
-        "li",
-        "main",
-        "nav",
-        "ol",
-        "p",
-        "pre",
-        "section",
-        "summary",
-        "table",
-        "tr",
-        "ul",
-    ]
-)
+# fmt: off
+_BLOCKS = frozenset((
+    "address", "article", "aside", "blockquote", "dd", "details", "div", "dl", "dt",
+    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+    "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tr", "ul",
+))
+# fmt: on
 _EMOJI_ALT = 8  # chars; X draws emoji as <img alt="😂">, and the alt is what a reader sees
 
 
@@ -83,34 +56,40 @@ def select(root: HtmlElement, selector: str) -> list[HtmlElement]:
         return []
 
 
-def _keep(el: HtmlElement, protected: set[HtmlElement]) -> bool:
-    return el in protected or el.getparent() is None
-
-
 def drop_noise(root: HtmlElement, selectors: tuple[str, ...], keep: list[HtmlElement]) -> None:
-    """Remove furniture in place; ``keep`` (the cited content) and its ancestors stay."""
-    protected: set[HtmlElement] = set()
-    for el in keep:
-        protected.update(el.iterancestors())
-        protected.add(el)
-    for tag in list(root.iter(*_NEVER_TEXT)):
-        if not _keep(tag, protected):
-            tag.drop_tree()
-    doomed = [el for sel in (*GENERIC_NOISE, *selectors) for el in select(root, sel)]
+    """Remove furniture in place; ``keep`` (the cited content) and its ancestors stay.
+
+    Tags and the profile's selectors are sure signs. Class/id words and hidden flags are
+    guesses, so they never remove an element holding the page's h1 or main landmark
+    (a wrapper "page social-enabled", an app aria-hidden behind a cookie dialog).
+    """
+    kept = _with_ancestors(keep)
+    for el in list(root.iter(*_NEVER_TEXT)):
+        if el not in kept:
+            el.drop_tree()
+    sure = [el for sel in (*GENERIC_NOISE, *selectors) for el in select(root, sel)]
+    guessed = [el for sel in _HIDDEN for el in select(root, sel)]
     for el in root.iter():
         if not isinstance(el.tag, str) or el.tag in ("html", "body", "main"):
             continue
         names = f"{el.get('class', '')} {el.get('id', '')}".lower()
         if _NOISE_NAME.search(names) or _DISPLAY_NONE.search(el.get("style", "")):
-            doomed.append(el)
-    # A wrapper around the whole page ("page social-enabled") is not furniture: never drop
-    # an element holding the page's main heading or main landmark.
-    landmarks = root.xpath("//h1|//main|//*[@role='main']")
-    for el in landmarks:
-        protected.update(el.iterancestors())
-    for el in doomed:
-        if not _keep(el, protected) and el.getparent() is not None:
+            guessed.append(el)
+    landmarks = _with_ancestors(root.xpath("//h1|//main|//*[@role='main']"))
+    for el in sure:
+        if el not in kept and el.getparent() is not None:
             el.drop_tree()
+    for el in guessed:
+        if el not in kept and el not in landmarks and el.getparent() is not None:
+            el.drop_tree()
+
+
+def _with_ancestors(elements: list[HtmlElement]) -> set[HtmlElement]:
+    out: set[HtmlElement] = set()
+    for el in elements:
+        out.add(el)
+        out.update(el.iterancestors())
+    return out
 
 
 def text_of(el: HtmlElement) -> str:
@@ -126,6 +105,8 @@ def text_of(el: HtmlElement) -> str:
             parts.append("\n")
         if tag == "br":
             parts.append("\n")
+        elif tag in ("td", "th"):
+            parts.append(" ")  # cells of a row read apart
         elif tag == "img" and _is_emoji(node.get("alt", "")):
             parts.append(node.get("alt"))
         if tag and node.text:
