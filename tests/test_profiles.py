@@ -108,6 +108,17 @@ def test_deleted_parent_above_a_live_cited_reply_is_no_tombstone():
     assert tweet_text(page) == TWEET_TEXT
 
 
+def test_tweet_quoting_soft_404_words_is_not_a_soft_404():
+    text = "Page not found: the embassy site is down again"
+    page = tweet_page(text).replace("<title>", f"<title>U.S. Embassy Kabul on X: &quot;{text}")
+    assert looks_not_found(profile_for(TWEET_URL), page, TWEET_URL) is False
+    assert looks_not_found(profile_for(TWEET_URL), page) is False
+    gone = x_tombstone_page("Hmm...this page doesn't exist.").replace(
+        "<title>X", "<title>Page not found / X"
+    )
+    assert looks_not_found(profile_for(TWEET_URL), gone, TWEET_URL) is True
+
+
 def x_tombstone_page(message: str) -> str:
     return f"""<html><head><title>X</title></head><body><div id="react-root"><main role="main">
 <div data-testid="primaryColumn"><div data-testid="error-detail"><span>{message}</span>
@@ -191,12 +202,21 @@ def test_cnn_description_edit_is_content():
     assert cnn_text(cnn_page()) != cnn_text(cnn_page(edited))
 
 
+def test_cnn_page_without_a_drawn_description_uses_the_meta_description():
+    page = cnn_page().replace('class="video-resource__description"', 'class="x"')
+    page = page.replace(f'<div class="x">{CNN_DESCRIPTION}</div>', "")
+    assert cnn_text(page) == f"Explosion outside Kabul airport\n{CNN_DESCRIPTION}"
+
+
 def test_cnn_removed_video_is_a_tombstone():
     page = """<html><head><title>CNN</title></head><body><nav>World</nav>
 <div class="video-resource"><div class="video-resource__player">
 This video is no longer available.</div></div></body></html>"""
     assert tombstone(profile_for(CNN_URL), page) == "tombstone: video removed"
     assert tombstone(profile_for(CNN_URL), cnn_page()) is None
+    # The headline and the meta description can outlive the video.
+    kept = cnn_page().replace("Play 2:31", "Video not available")
+    assert tombstone(profile_for(CNN_URL), kept) == "tombstone: video removed"
 
 
 EMBASSY_URL = "https://af.usembassy.gov/security-alert-u-s-embassy-kabul-august-26-2021/"
@@ -332,6 +352,9 @@ def test_generic_article_edit_is_content():
         ("<title>Page Not Found | Example</title><h1>Sorry</h1>", True),
         ("<title>Example</title><h1>404</h1><p>Nothing here.</p>", True),
         ("<title>Error 404 - Example</title>", True),
+        ("<title>404 | Example News</title>", True),
+        ("<title>Example</title><h1>Not Found (404)</h1>", True),
+        ("<title>Error 404: how broken links rot the web</title>", False),
         ("<title>Example</title><h1>This page doesn\u2019t exist</h1>", True),
         (
             "<title>Example</title><h1>Oops!</h1><p>The page you requested could not be found.</p>",

@@ -16,7 +16,16 @@ Focus = Callable[[HtmlElement, str | None], HtmlElement | None]
 
 @dataclass(frozen=True)
 class Profile:
-    """Selectors and markers of one kind of site; the generic profile matches every URL."""
+    """Selectors and markers of one kind of site; the generic profile matches every URL.
+
+    content_selectors: CSS, tried in order; the first whose every comma part matches an
+    element with text wins, and each part contributes its first such match ("h1, .desc").
+    noise_selectors: removed before extraction, on top of the generic furniture rules.
+    tombstones: (kind, pattern) searched in the visible text of the page.
+    not_found_markers: soft-404 wording in <title>/<h1>, and in the text of a short page.
+    focus: picks the cited item's element (the focal tweet); a page where it finds the
+    item has no tombstone and is no soft 404, whatever else the page says.
+    """
 
     name: str
     content_selectors: tuple[str, ...] = ()

@@ -16,11 +16,11 @@ PROFILE = Profile(
     name="cnn-video",
     hosts=("cnn.com",),
     path=re.compile(r"/videos?/"),
-    # Each selector gives the headline plus one description (first match of each part);
-    # the meta description is the last resort when the page draws none.
+    # The headline plus one description; the meta description when the page draws none.
     content_selectors=(
         *(f"h1, {d}" for d in _DESCRIPTION),
         'h1, meta[name="description"]',
+        *_DESCRIPTION,
     ),
     noise_selectors=(
         ".video-playlist",

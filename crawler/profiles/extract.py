@@ -18,16 +18,27 @@ def _scope(profile: Profile, root: HtmlElement, url: str | None) -> HtmlElement 
     return root if profile.focus is None else profile.focus(root, url)
 
 
+def _text(el: HtmlElement) -> str:
+    # A <meta> selected as content (a description) reads as its content attribute.
+    return tidy(el.get("content", "")) if el.tag == "meta" else text_of(el)
+
+
 def _selected(profile: Profile, scope: HtmlElement) -> list[HtmlElement]:
-    """The first content selector with text: the first match of each of its comma parts."""
+    """The first content selector whose every comma part matches with text.
+
+    Each part gives its first match: "h1, .description" is the headline plus one
+    description, in that order.
+    """
     for selector in profile.content_selectors:
         found = []
         for part in selector.split(","):
-            matches = select(scope, part.strip())
-            if matches:
-                found.append(matches[0])
-        if any(text_of(el) for el in found):
-            return found
+            first = next((el for el in select(scope, part.strip()) if _text(el)), None)
+            if first is None:
+                break
+            found.append(first)
+        else:
+            if found:
+                return found
     return []
 
 
@@ -38,8 +49,7 @@ def _content(profile: Profile, root: HtmlElement, url: str | None, recall: bool)
     chosen = _selected(profile, scope)
     drop_noise(root, profile.noise_selectors, keep=chosen or [scope])
     if chosen:
-        texts = [text_of(el) for el in chosen if el.getparent() is not None or el is root]
-        return tidy("\n".join(texts))
+        return tidy("\n".join(_text(el) for el in chosen))
     if scope is not root:
         return text_of(scope)  # the focused item without its furniture (a photo-only tweet)
     if recall:
@@ -59,15 +69,18 @@ def content_text(profile: Profile, dom: str, url: str | None = None) -> str:
     return "" if root is None else _content(profile, root, url, recall=True)
 
 
+def _shows_item(profile: Profile, root: HtmlElement, url: str | None) -> bool:
+    """The profile's focus finds the cited item: the page shows it, whatever else it says."""
+    return profile.focus is not None and profile.focus(root, url) is not None
+
+
 def tombstone(profile: Profile, dom: str, url: str | None = None) -> str | None:
     """ "tombstone: <kind>" when the rendered page says the cited item is gone, else None."""
     root = parse(dom)
     if root is None or not profile.tombstones:
         return None
-    # The cited item on the page means alive, whatever else is there: a thread can show a
-    # deleted parent's tombstone above a live cited reply.
-    scope = _scope(profile, root, url)
-    if scope is not None and (profile.focus is not None or _selected(profile, scope)):
+    # A thread can show a deleted parent's tombstone above a live cited reply.
+    if _shows_item(profile, root, url):
         return None
     body = root.find("body")
     text = " ".join(text_of(body if body is not None else root).split())
@@ -77,10 +90,11 @@ def tombstone(profile: Profile, dom: str, url: str | None = None) -> str | None:
     return None
 
 
-def looks_not_found(profile: Profile, dom: str) -> bool:
+def looks_not_found(profile: Profile, dom: str, url: str | None = None) -> bool:
     """Does the page read as a "not found" page (a soft 404) despite its status?"""
     root = parse(dom)
-    if root is None:
+    # A tweet's page title quotes the tweet: "… on X: "page not found again"".
+    if root is None or _shows_item(profile, root, url):
         return False
     heads = title_and_headings(root)
     markers = profile.not_found_markers

@@ -11,7 +11,14 @@ _APOS = "['\u2019]"
 # Worded tightly: these are searched in every page's <title> and <h1>, and a news headline
 # ("Missing hiker not found") must not read as a soft 404.
 NOT_FOUND = (
-    re.compile(r"^\W*(?:error\s*)?404\b|\b404\W*(?:error|not found|page)|\berror\s*404\b", re.I),
+    # "404", "Error 404", "404 Not Found", alone or before a site name ("404 | Example");
+    # not a headline that starts with it ("Error 404: how links rot").
+    re.compile(
+        r"^\W*(?:error\s*)?404(?:\s*(?:error|page|not found|page not found))?\W*"
+        r"(?:$|[|\u2013\u2014\u00b7]|\s-\s)",
+        re.I,
+    ),
+    re.compile(r"\b404\W+(?:page\s+)?not found\b|\bnot found\W+\(?404\b", re.I),
     re.compile(r"^\W*(?:page\s+|file\s+|content\s+)?not found\b", re.I),
     re.compile(r"\b(?:page|file|content|article|story|resource|url|document)\s+not found\b", re.I),
     re.compile(rf"\bpage (?:does not|doesn{_APOS}t|did not|didn{_APOS}t) exist\b", re.I),
