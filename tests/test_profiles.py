@@ -152,6 +152,16 @@ def test_x_tombstones_name_their_kind(message, reason):
     assert tweet_text(page) == ""
 
 
+def test_tombstone_in_place_of_the_focal_tweet():
+    article = (
+        '<article data-testid="tweet"><div>This Post is from a suspended account. '
+        '<a href="https://help.x.com/rules">Learn more</a></div></article>'
+    )
+    page = x_tombstone_page("").replace('<div data-testid="error-detail">', article + "<div>")
+    assert tombstone(profile_for(TWEET_URL), page, TWEET_URL) == "tombstone: account suspended"
+    assert tombstone(profile_for(TWEET_URL), page) == "tombstone: account suspended"
+
+
 def test_live_tweet_and_other_profiles_have_no_tombstone():
     assert tombstone(profile_for(TWEET_URL), tweet_page(), TWEET_URL) is None
     # A generic page quoting a tombstone's words is not one.

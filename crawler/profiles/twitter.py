@@ -29,10 +29,11 @@ def focal_tweet(root: HtmlElement, url: str | None) -> HtmlElement | None:
     """The article of the cited status, None when the page does not show it.
 
     A reply's page shows the thread's earlier tweets above it, so the focal tweet is the
-    article whose own timestamp links to the status id. The first article stands in only
-    when the URL names no status or no timestamp links to any status (unknown markup).
+    article whose own timestamp links to the status id. The first dated article stands in
+    only when the URL names no status or no timestamp links to any status (unknown
+    markup); an undated article is a tombstone, not a tweet.
     """
-    articles = select(root, _TWEET)
+    articles = [a for a in select(root, _TWEET) if a.find(".//time") is not None]
     status = _status_id(url)
     linked = False
     for article in articles:
@@ -68,7 +69,10 @@ PROFILE = Profile(
     # Order matters: "This Post was deleted" before the wider "unavailable" wording.
     tombstones=(
         ("deleted", _says(r"this (?:post|tweet) was deleted", r"deleted by the (?:post|tweet)")),
-        ("account suspended", _says(r"account suspended", r"account has been suspended")),
+        (
+            "account suspended",
+            _says(r"account suspended", r"account has been suspended", r"from a suspended account"),
+        ),
         (
             "protected account",
             _says(
@@ -78,7 +82,10 @@ PROFILE = Profile(
             ),
         ),
         ("age-restricted", _says(r"age-restricted")),
-        ("account doesn't exist", _says(rf"this account doesn{_APOS}t exist")),
+        (
+            "account doesn't exist",
+            _says(rf"this account doesn{_APOS}t exist", r"from an account that no longer exists"),
+        ),
         ("page doesn't exist", _says(rf"this page doesn{_APOS}t exist")),
         ("post unavailable", _says(r"this (?:post|tweet) is unavailable")),
     ),
