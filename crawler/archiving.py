@@ -7,10 +7,12 @@ so an interruption leaves at most unreferenced blobs.
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import PackageNotFoundError, version
 
+from crawler.evidence import Evidence, gather
 from crawler.items import CaptureItem
-from crawler.verdict import UNREACHABLE, Previous, Verdict, content_fingerprint, decide
+from crawler.verdict import UNREACHABLE, Earlier, LastContent, Verdict, decide
 from storage.archive import Archive, StoredManifest
 from storage.ids import new_capture_id
 from storage.index import Index
@@ -31,26 +33,67 @@ def _software() -> str:
         return "citearchive"
 
 
-def previous_answered(index: Index, source_id: str) -> Previous | None:
-    """The source's last capture that got an answer, as the verdict needs it."""
-    for row in reversed(index.captures(source_id)):
-        if row.verdict != UNREACHABLE:
-            return Previous(verdict=row.verdict, content_sha256=row.text_sha256)
-    return None
+def _history(archive: Archive, index: Index, source_id: str) -> tuple[list[Earlier], LastContent]:
+    """The source's answered captures, and lazy loaders for the last one's content."""
+    rows = [r for r in index.captures(source_id) if r.verdict != UNREACHABLE]
+    earlier = [Earlier(r.id, r.verdict, r.text_sha256, r.final_url) for r in rows]
+    last = rows[-1] if rows else None
+
+    def text() -> str:
+        if last is None or "text" not in last.artifacts:
+            return ""
+        return archive.get_blob(last.artifacts["text"]["sha256"]).decode("utf-8", "replace")
+
+    def passages_present() -> frozenset[str]:
+        if last is None:
+            return frozenset()
+        manifest = archive.read_manifest(last.manifest_key).manifest
+        return frozenset(p["passage"] for p in manifest.get("passages", []) if p.get("present"))
+
+    return earlier, LastContent(text, passages_present)
 
 
-def _artifacts(item: CaptureItem) -> dict[str, bytes]:
+_QUOTED = re.compile(r"[\u201c\"]([^\u201c\u201d\"]{12,})[\u201d\"]")
+
+
+def checkable(passage: str) -> list[str]:
+    """What of a citing passage the cited page should still contain.
+
+    A citing sentence paraphrases ("The embassy warned that ..."); only what it quotes is
+    the source's own words. Without quotation marks the passage is checked whole (an
+    embedded tweet's passage is the tweet's text).
+    """
+    quotes = [q.strip() for q in _QUOTED.findall(passage) if len(q.split()) >= 4]
+    return quotes or [passage]
+
+
+def cited_passages(index: Index, source_id: str) -> list[str]:
+    """The passages that citing documents quote from this source, once each."""
+    source = index.get_source(source_id)
+    found = [
+        q
+        for c in (source.citations if source else [])
+        if c.get("passage")
+        for q in checkable(c["passage"])
+    ]
+    return list(dict.fromkeys(found))
+
+
+def _artifacts(item: CaptureItem, ev: Evidence) -> dict[str, bytes]:
     found = {
         "raw": item.raw,
         "dom": item.dom,
         "screenshot": item.screenshot,
-        "text": item.text.encode("utf-8") if item.text is not None and item.answered else None,
+        # The judged content: what the verdict compared and what `diff` shows.
+        "text": ev.content.encode("utf-8") if item.answered else None,
         "warc": item.warc,
     }
     return {name: data for name, data in found.items() if data is not None}
 
 
-def build_manifest(item: CaptureItem, verdict: Verdict, artifacts: dict[str, dict]) -> dict:
+def build_manifest(
+    item: CaptureItem, ev: Evidence, verdict: Verdict, artifacts: dict[str, dict]
+) -> dict:
     return {
         "schema": MANIFEST_SCHEMA,
         "id": new_capture_id(),
@@ -69,22 +112,38 @@ def build_manifest(item: CaptureItem, verdict: Verdict, artifacts: dict[str, dic
         "resources": item.resources,
         "timings": item.timings,
         "artifacts": artifacts,
-        "fingerprints": {"text_sha256": content_fingerprint(item) if item.answered else None},
+        "fingerprints": {"text_sha256": ev.fingerprint},
+        "similarity": verdict.similarity,
+        "passages": ev.passages,
+        "evidence": {
+            "tombstone": ev.tombstone,
+            "not_found": ev.not_found,
+            "home_redirect": ev.home_redirect,
+            "probe": None
+            if item.probe is None
+            else {
+                "origin": item.probe.origin,
+                "status": item.probe.status,
+                "probed_at": item.probe.probed_at,
+            },
+        },
         "software": _software(),
     }
 
 
 def store_capture(archive: Archive, index: Index, item: CaptureItem) -> StoredManifest:
     """Judge ``item`` against the source's history and store it; returns the manifest."""
-    verdict = decide(item, previous_answered(index, item.source_id))
+    ev = gather(item, cited_passages(index, item.source_id))
+    earlier, last_content = _history(archive, index, item.source_id)
+    verdict = decide(ev, earlier, last_content)
     artifacts = {}
-    for name, data in _artifacts(item).items():
+    for name, data in _artifacts(item, ev).items():
         ref = archive.put_blob(data)
         if name == "raw":
             media_type = item.media_type or "application/octet-stream"
         else:
             media_type = ARTIFACT_MEDIA_TYPES[name]
         artifacts[name] = {"sha256": ref.sha256, "size": ref.size, "media_type": media_type}
-    stored = archive.write_manifest(build_manifest(item, verdict, artifacts))
+    stored = archive.write_manifest(build_manifest(item, ev, verdict, artifacts))
     index.record_capture(stored)
     return stored

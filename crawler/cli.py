@@ -119,7 +119,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Each source with its latest verdict."""
     app = App.open(_config(ctx))
     try:
-        records = status_records(app.index)
+        records = status_records(app.index, app.config.verdicts.dead_after)
     finally:
         app.close()
     click.echo(json.dumps(records, indent=2) if as_json else status_table(records))

@@ -55,6 +55,11 @@ class ScheduleConfig(_Section):
     interval_hours: Annotated[float, Field(gt=0)] = 24.0
 
 
+class VerdictsConfig(_Section):
+    # A source whose last N captures were all unreachable is reported as dead.
+    dead_after: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
 class UrlsConfig(_Section):
     # None: the built-in list (crawler.urls.DEFAULT_TRACKING_PARAMS); names ending in "*"
     # are prefixes. Changing it changes source identity: set it before the first import.
@@ -73,6 +78,7 @@ class Config(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     sources: SourcesConfig = SourcesConfig()
     urls: UrlsConfig = UrlsConfig()
+    verdicts: VerdictsConfig = VerdictsConfig()
     # Folder that relative paths are resolved against; not a TOML key.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """How a host answers a made-up URL on it: the yardstick for soft 404s."""
+
+    origin: str
+    status: int | None
+    final_url: str | None
+    text: str  # judged content of that answer
+    probed_at: str
+
+
 @dataclass
 class CaptureItem:
     """Everything kept of one capture attempt, before it is stored.
@@ -30,6 +41,7 @@ class CaptureItem:
     error: str | None = None
     refused: list[dict] = field(default_factory=list)
     resources: int = 0
+    probe: ProbeResult | None = None
 
     @property
     def answered(self) -> bool:

@@ -19,6 +19,7 @@ from scrapy.exceptions import NotConfigured
 from crawler.archiving import store_capture
 from crawler.errors import CitearchiveError
 from crawler.items import CaptureItem
+from crawler.probes import save as save_probe
 from storage.archive import Archive
 from storage.index import Index
 from storage.objectstore import open_store
@@ -43,6 +44,7 @@ class ArchivePipeline:
         self.archive = archive
         self.index = index
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive")
+        self._probes_kept: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ArchivePipeline:
@@ -56,6 +58,10 @@ class ArchivePipeline:
 
     async def process_item(self, item: CaptureItem) -> CaptureResult:
         loop = asyncio.get_running_loop()
+        probe = item.probe
+        if probe is not None and probe.origin not in self._probes_kept:
+            self._probes_kept.add(probe.origin)
+            await loop.run_in_executor(self._executor, save_probe, self.archive, probe)
         try:
             stored = await loop.run_in_executor(
                 self._executor, store_capture, self.archive, self.index, item

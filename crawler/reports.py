@@ -25,11 +25,28 @@ def capture_record(row: CaptureRow) -> dict:
     return record
 
 
-def status_records(index: Index) -> list[dict]:
-    """Every source with its latest capture (None before the first)."""
+def source_state(captures: list[CaptureRow], dead_after: int) -> str:
+    """One word for a source: pending, live, gone, unreachable, or dead (N misses in a row)."""
+    if not captures:
+        return "pending"
+    misses = 0
+    for row in reversed(captures):
+        if row.verdict != "unreachable":
+            break
+        misses += 1
+    if misses >= dead_after:
+        return "dead"
+    if misses:
+        return "unreachable"
+    return "gone" if captures[-1].verdict == "gone" else "live"
+
+
+def status_records(index: Index, dead_after: int = 3) -> list[dict]:
+    """Every source with its state and latest capture (None before the first)."""
     records = []
     for source in index.list_sources():
-        latest = index.latest_capture(source.id)
+        captures = index.captures(source.id)
+        latest = captures[-1] if captures else None
         records.append(
             {
                 "id": source.id,
@@ -48,6 +65,7 @@ def status_records(index: Index) -> list[dict]:
                     "final_url": latest.final_url,
                 },
                 "verdict": latest.verdict if latest else None,
+                "state": source_state(captures, dead_after),
             }
         )
     return records
@@ -62,7 +80,7 @@ def status_table(records: list[dict]) -> str:
         when = latest["captured_at"] if latest else "never captured"
         verdict = latest["verdict"] if latest else "-"
         reason = f"  ({latest['reason']})" if latest and latest["reason"] else ""
-        lines.append(f"{verdict:<12} {when:<28} {r['url']}{reason}")
+        lines.append(f"{r['state']:<12} {verdict:<12} {when:<28} {r['url']}{reason}")
     return "\n".join(lines)
 
 

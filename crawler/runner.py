@@ -20,7 +20,10 @@ from crawler.egress_proxy import EgressProxy
 from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions
 from crawler.pipelines import CaptureResult
+from crawler.probes import HostProbes, load_fresh, origin_of
 from spiders.capture import CaptureSpider, CaptureTarget
+from storage.archive import Archive
+from storage.objectstore import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,13 @@ def run_batch(
             context_kwargs=context_options(config),
             pages_per_context=config.crawl.pages_per_context,
             egress=proxy,
+            probes=HostProbes(
+                load_fresh(
+                    Archive(open_store(config.store_url)), {origin_of(t.url) for t in targets}
+                ),
+                timeout=config.crawl.page_timeout,
+                settle=min(config.crawl.settle_timeout, 5.0),
+            ),
         )
         process.start()
     return results

@@ -23,6 +23,7 @@ from crawler.errors import DestinationRefused
 from crawler.items import CaptureItem
 from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions, fill_from_page
+from crawler.probes import HostProbes
 from crawler.recorder import TrafficRecorder
 from storage.ids import utc_now_rfc3339
 
@@ -85,6 +86,7 @@ class CaptureSpider(scrapy.Spider):
         context_kwargs: dict | None = None,
         pages_per_context: int = 50,
         egress: EgressProxy | None = None,
+        probes: HostProbes | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -94,6 +96,7 @@ class CaptureSpider(scrapy.Spider):
         self.context_kwargs = context_kwargs or {}
         self.recycler = ContextRecycler(pages_per_context)
         self.egress = egress
+        self.probes = probes
 
     async def start(self) -> AsyncIterator[scrapy.Request | CaptureItem]:
         for target in self.targets:
@@ -134,6 +137,8 @@ class CaptureSpider(scrapy.Spider):
             await fill_from_page(
                 item, page, meta["recorder"], self.page_options, download_body=download
             )
+            if self.probes is not None and item.http_status == 200 and item.dom is not None:
+                item.probe = await self.probes.get(item.final_url or item.url, page.context)
         finally:
             await self._close_page(page, meta["playwright_context"])
         yield item

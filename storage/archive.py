@@ -144,8 +144,9 @@ class Archive:
     def put_document(self, document: dict) -> None:
         """Store (or replace) documents/<id>.json."""
         document_id = _require_id(document, "id")
-        self.store.put(f"documents/{document_id}.json", canonical_json(document),
-                       content_type=_JSON)
+        self.store.put(
+            f"documents/{document_id}.json", canonical_json(document), content_type=_JSON
+        )
 
     def get_document(self, document_id: str) -> dict | None:
         key = f"documents/{document_id}.json"
@@ -209,6 +210,10 @@ class Archive:
     def _read_manifest(self, key: str) -> StoredManifest:
         data = self.store.get(key)
         return StoredManifest(key, hashlib.sha256(data).hexdigest(), _parse_json(key, data))
+
+    def read_manifest(self, key: str) -> StoredManifest:
+        """The manifest stored at ``key`` (as named in the index)."""
+        return self._read_manifest(key)
 
     def iter_manifests(self, source_id: str) -> Iterator[StoredManifest]:
         """The source's manifests, oldest first (keys start with a sortable timestamp)."""

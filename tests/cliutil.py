@@ -18,11 +18,17 @@ class Result:
 
 
 def write_config(
-    path: Path, store_url: str, *, allow_private: bool = True, extra: str = ""
+    path: Path,
+    store_url: str,
+    *,
+    allow_private: bool = True,
+    page_timeout: float = 20,
+    extra: str = "",
 ) -> Path:
     path.write_text(
         f'[store]\nurl = "{store_url}"\n\n[crawl]\nallow_private_networks = '
-        f"{'true' if allow_private else 'false'}\nsettle_timeout = 5\npage_timeout = 20\n{extra}"
+        f"{'true' if allow_private else 'false'}\nsettle_timeout = 5\n"
+        f"page_timeout = {page_timeout}\n{extra}"
     )
     return path
 
