@@ -154,6 +154,12 @@ def test_pure_noise_lines_are_dropped_and_lines_are_kept():
     assert normalise("a\r\n\r\nb\u2028c") == "a\nb\nc"
 
 
+@pytest.mark.parametrize("text", [p.values[0] for p in NOISE_PAIRS + EDIT_PAIRS])
+def test_normalise_is_idempotent(text):
+    # Stored normalised text can be normalised again (compared with a fresh capture).
+    assert normalise(normalise(text)) == normalise(text)
+
+
 def test_fingerprint_is_sha256_of_the_normalised_text():
     import hashlib
 
