@@ -44,6 +44,8 @@ def judged_content(item: CaptureItem) -> str:
     if item.media_type in HTML_TYPES and item.dom:
         dom = item.dom.decode("utf-8", "replace")
         return content_text(profile_for(item.final_url or item.url), dom, item.final_url)
+    if item.text is not None:  # text extracted upstream (no DOM to judge)
+        return item.text
     return main_text(item.media_type, item.raw or b"", "", item.final_url)
 
 

@@ -35,7 +35,7 @@ class CaptureItem:
     raw: bytes | None = None
     dom: bytes | None = None
     screenshot: bytes | None = None
-    text: str | None = None
+    text: str | None = None  # only when there is no DOM: the judged text is computed later
     warc: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None

@@ -17,7 +17,6 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from crawler.items import CaptureItem
 from crawler.recorder import TrafficRecorder
-from crawler.textextract import main_text
 from storage.warc import Resource, build_warc
 
 logger = logging.getLogger(__name__)
@@ -142,7 +141,6 @@ async def fill_from_page(
     if dom:
         item.dom = dom.encode("utf-8")
     item.screenshot = shot
-    item.text = main_text(item.media_type, item.raw or b"", dom, item.final_url)
     item.refused = [{"url": u, "reason": r} for u, r in recorder.refused]
     item.resources = sum(1 for ex in recorder.exchanges if ex.status is not None) - 1
 
