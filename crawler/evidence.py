@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from crawler.items import CaptureItem, ProbeResult
-from crawler.normalise import fingerprint, passage_present, similarity
+from crawler.normalise import fingerprint, normalise, passage_present, similarity
 from crawler.profiles import content_text, looks_not_found, profile_for, tombstone
 from crawler.textextract import main_text
 
@@ -43,7 +43,8 @@ def judged_content(item: CaptureItem) -> str:
     """The content a reader cites: profile selection of the rendered page, or the file's text."""
     if item.media_type in HTML_TYPES and item.dom:
         dom = item.dom.decode("utf-8", "replace")
-        return content_text(profile_for(item.final_url or item.url), dom, item.final_url)
+        url = item.final_url or item.url
+        return content_text(profile_for(url), dom, url)
     if item.text is not None:  # text extracted upstream (no DOM to judge)
         return item.text
     return main_text(item.media_type, item.raw or b"", "", item.final_url)
@@ -93,12 +94,14 @@ def gather(item: CaptureItem, passages: list[str]) -> Evidence:
     if not item.answered:
         return ev
     ev.content = judged_content(item)
-    ev.fingerprint = fingerprint(ev.content) if ev.content.strip() else _raw_fingerprint(item)
+    has_text = bool(normalise(ev.content).strip())
+    ev.fingerprint = fingerprint(ev.content) if has_text else _raw_fingerprint(item)
     if item.media_type in HTML_TYPES and item.dom:
         dom = item.dom.decode("utf-8", "replace")
-        profile = profile_for(item.final_url or item.url)
-        ev.tombstone = tombstone(profile, dom)
-        if looks_not_found(profile, dom):
+        url = item.final_url or item.url
+        profile = profile_for(url)
+        ev.tombstone = tombstone(profile, dom, url)
+        if looks_not_found(profile, dom, url):
             ev.not_found = "soft 404: the page says it was not found"
     ev.not_found = ev.not_found or _soft_404(ev, item.probe)
     if item.final_url and item.final_url != item.url:
