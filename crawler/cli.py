@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from crawler.config import Config, load_config
 from crawler.diff_cli import diff_cmd
 from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
+from crawler.fileout import write_atomically
 from crawler.reports import capture_record, history_table, status_records, status_table
 from crawler.sources import Citation, load_citation_list, register
 
@@ -173,7 +172,7 @@ def get(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        _write_atomically(Path(output), data)
+        write_atomically(Path(output), data)
 
 
 @cli.command()
@@ -191,19 +190,6 @@ def reindex(ctx: click.Context) -> None:
 for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(diff_cmd)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` holds either the old file or the whole new one."""
-    directory = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

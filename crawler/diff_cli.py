@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -13,6 +11,7 @@ from crawler.app import App
 from crawler.config import load_config
 from crawler.diffing import DiffSide, html_diff, json_diff, text_diff
 from crawler.errors import NotFoundError, UsageError
+from crawler.fileout import write_atomically
 from storage.index import CaptureRow, SourceRow
 
 MIN_PREFIX = 6
@@ -62,23 +61,11 @@ def _side(app: App, source: SourceRow, row: CaptureRow) -> DiffSide:
     )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` holds either the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _emit(output: str | None, text: str) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     else:
-        _write_atomically(Path(output), text.encode("utf-8"))
+        write_atomically(Path(output), text.encode("utf-8"))
 
 
 @click.command("diff")
