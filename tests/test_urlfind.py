@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.urlfind import FoundURL, find_urls, line_of, passage_around
+from crawler.passages import passage_around
+from crawler.urlfind import FoundURL, find_urls, line_of
 
 
 def urls(text: str) -> list[str]:

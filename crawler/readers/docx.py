@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import lxml.etree
 
+from crawler.passages import passage_around
 from crawler.readers import DocLink, UnreadableDocument
-from crawler.urlfind import find_urls, passage_around
+from crawler.urlfind import find_urls
 
 MAX_MEMBER_BYTES = 50 * 1024 * 1024  # a larger XML part is a zip bomb, not a document
 PASSAGE_CHARS = 600

@@ -27,8 +27,8 @@ from urllib.parse import urljoin, urlsplit
 import lxml.etree
 import lxml.html
 
+from crawler.passages import passage_around
 from crawler.readers import DocLink, UnreadableDocument
-from crawler.urlfind import passage_around
 
 PASSAGE_CHARS = 600
 

@@ -12,9 +12,10 @@ import html
 import re
 from collections.abc import Callable, Iterator
 
+from crawler.passages import passage_around
 from crawler.readers import DocLink
 from crawler.readers.text import decode
-from crawler.urlfind import find_urls, line_of, passage_around
+from crawler.urlfind import find_urls, line_of
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*", re.MULTILINE)
 _INLINE_CODE = re.compile(r"(`+)([^`\n](?:[^\n]{0,1000}?[^`\n])?)\1(?!`)")

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import PyPdfError
 
+from crawler.passages import passage_around
 from crawler.readers import DocLink, UnreadableDocument
-from crawler.urlfind import find_urls, passage_around
+from crawler.urlfind import find_urls
 
 PASSAGE_CHARS = 600
 _EM_PER_CHAR = 0.5  # average glyph width of a Latin text font, in ems

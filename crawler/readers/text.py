@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from crawler.passages import passage_around
 from crawler.readers import DocLink
-from crawler.urlfind import find_urls, line_of, passage_around
+from crawler.urlfind import find_urls, line_of
 
 
 def read(data: bytes, name: str) -> list[DocLink]:
