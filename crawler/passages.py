@@ -46,6 +46,12 @@ _STATUS = re.compile(
     re.IGNORECASE,
 )
 _SPACES = re.compile(r"\s+")
+# A short label that introduces a URL instead of citing it in a sentence of its own.
+_LABEL = re.compile(
+    r"\W*(?:(?:source|sources|see|via|link|from|at|here|more|read more|full text)\b\W*"
+    r"|\w+\s*:\s*)",
+    re.IGNORECASE,
+)
 _EMPTY_BRACKETS = re.compile(r"[(\[<]\s*[)\]>]")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?)\]])")
 _SECOND_LEVEL = frozenset({"co", "com", "org", "net", "gov", "ac", "edu"})
@@ -79,6 +85,12 @@ def passage_around(text: str, start: int, end: int, max_chars: int = 600) -> str
         return _detached(text, start, end, max_chars)
     before = text[_sentence_start(text, start) : start]
     after = text[end : _sentence_end(text, end)]
+    if is_url and _LABEL.fullmatch(before):
+        # "... should leave immediately.” (source: URL)": the label cites the sentence before.
+        sentence_start = start - len(before)
+        previous = text[_sentence_start(text, sentence_start) : sentence_start]
+        if _is_prose(previous):
+            return _fit(previous, "", max_chars)
     if is_url and not _is_prose(before) and not _is_prose(after):
         # "Smith (2020). Title of the work. https://..." - the URL follows the sentence it
         # belongs to; at a paragraph's start it is detached from its sentence.

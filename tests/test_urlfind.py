@@ -195,7 +195,7 @@ def test_many_urls_in_a_large_text_complete():
     assert found[-1].url == "https://example.org/p/9999?utm_source=x"
     assert line_of(text, found[-1].start) == 10_000
     passages = [passage_around(text, f.start, f.end) for f in found]
-    assert passages[-1] == "See."
+    assert passages[-1] == "Some words of ordinary prose, e.g. this one, and more of it."
 
 
 @pytest.mark.parametrize(
@@ -379,3 +379,25 @@ def test_url_after_its_sentence_gets_that_sentence():
 def test_a_list_item_naming_a_handle_is_not_a_tweet():
     text = "Intro. Read https://x.org/a today. Then more.\n- Jane Doe (@jdoe) wrote back\n"
     assert passage(text) == "Read today."
+
+
+@pytest.mark.parametrize(
+    ("text", "passage"),
+    [
+        (
+            "The embassy warned that \u201cUS citizens should leave now.\u201d (source: https://e.org/a)",
+            "The embassy warned that \u201cUS citizens should leave now.\u201d",
+        ),
+        (
+            "The embassy told citizens to leave. See: https://e.org/a",
+            "The embassy told citizens to leave.",
+        ),
+        (
+            "As CNN reported https://e.org/a the attack was planned.",
+            "As CNN reported the attack was planned.",
+        ),
+    ],
+)
+def test_a_label_before_a_url_cites_the_sentence_before(text, passage):
+    [found] = find_urls(text)
+    assert passage_around(text, found.start, found.end) == passage
