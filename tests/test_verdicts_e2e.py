@@ -40,7 +40,7 @@ def epochs(tmp_path_factory):
     citing = tmp / "citing.txt"
     citing.write_text(
         "The embassy warned that \u201cUS citizens who are at the Abbey Gate "
-        f"should leave immediately\u201d in its alert ({site.url('/passage')}).\n"
+        f"should leave immediately.\u201d (source: {site.url('/passage')})\n"
     )
     assert run_cli(config, "import", str(citing)).code == 0
     assert run_cli(config, "add", *[site.url(p) for p in EXPECTED if p != "/passage"]).code == 0
