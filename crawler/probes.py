@@ -9,7 +9,6 @@ from the store across runs while fresh (``MAX_AGE``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -21,6 +20,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from crawler.errors import BlobNotFound, StorageError
 from crawler.items import ProbeResult
+from crawler.pagecapture import settle
 from crawler.profiles import content_text, profile_for
 from storage.archive import Archive
 from storage.ids import parse_rfc3339, source_id, utc_now_rfc3339
@@ -87,9 +87,7 @@ class HostProbes:
             response = await page.goto(url, timeout=self.timeout * 1000)
             if response is not None and not response.headers.get("x-citearchive-error"):
                 status, final = response.status, page.url
-                # A page that never idles is probed as it stands.
-                with contextlib.suppress(PlaywrightError):
-                    await page.wait_for_load_state("networkidle", timeout=self.settle * 1000)
+                await settle(page, self.settle)  # one that never idles is probed as it stands
                 dom = await page.content()
         except PlaywrightError as exc:
             logger.info(

@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from fixture_site import make_pdf
+from fixture_site import make_pdf, respond
 
 NOT_FOUND = "<title>Page not found</title><h1>Page not found</h1><p>Sorry, we looked everywhere."
 ARTICLE = (
@@ -148,13 +148,7 @@ class ChangingSite:
                 if status < 0:
                     site.release.wait(60)
                     return
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, status, ctype, body, headers)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -101,6 +101,19 @@ def default_pages() -> dict[str, tuple[int, str, bytes, dict[str, str]]]:
     }
 
 
+def respond(
+    handler: BaseHTTPRequestHandler, status: int, ctype: str, body: bytes, headers: dict[str, str]
+) -> None:
+    """Send one complete answer with its length, so the browser knows where it ends."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    for key, value in headers.items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class FixtureSite:
     """The running site: ``url(path)``, mutable ``pages``, and ``hits`` per path."""
 
@@ -119,14 +132,7 @@ class FixtureSite:
                 if entry is None:
                     self.send_error(404)
                     return
-                status, ctype, body, extra = entry
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in extra.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, *entry)
 
             def log_message(self, *args: object) -> None:
                 pass
