@@ -147,3 +147,19 @@ def test_fifty_megabyte_text_and_ten_thousand_links_complete(config, tmp_path):
     reports = json.loads(res.out)
     assert [len(r["added"]) for r in reports] == [1, 10_000]
     assert len(sources(config)) == 10_001
+
+
+def test_tracking_parameter_list_is_configurable(tmp_path):
+    config = write_config(
+        tmp_path / "c.toml",
+        f"file://{tmp_path / 'store'}",
+        extra='\n[urls]\ntracking_params = ["campaign", "ref*"]\n',
+    )
+    doc = tmp_path / "d.txt"
+    doc.write_text("See https://example.org/a?utm_source=x&campaign=y&refid=1&page=2 today.\n")
+    assert run_cli(config, "import", str(doc)).code == 0
+    [source] = sources(config)
+    assert source["url"] == "https://example.org/a?utm_source=x&page=2"
+    assert (
+        run_cli(config, "history", "https://example.org/a?utm_source=x&campaign=z&page=2").code == 0
+    )
