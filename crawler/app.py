@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from crawler.config import Config
 from crawler.errors import LockedError, NotFoundError, StorageError
-from crawler.urls import canonicalize, with_scheme
+from crawler.urls import with_scheme
 from storage.archive import Archive
 from storage.ids import source_id
 from storage.index import CaptureRow, Index, SourceRow
@@ -36,8 +36,7 @@ class App:
 
     def canonical(self, url: str) -> str:
         """The canonical form of ``url`` under this config's tracking-parameter list."""
-        params = self.config.urls.tracking_params
-        return canonicalize(url, frozenset(params) if params is not None else None)
+        return self.config.canonical(url)
 
     def source_for(self, url: str) -> SourceRow:
         """The registered source of ``url`` (any spelling of it), or NotFoundError."""

@@ -12,9 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from crawler.evidence import Evidence, gather
 from crawler.items import CaptureItem
+from crawler.schedule import Planner
 from crawler.verdict import UNREACHABLE, Earlier, LastContent, Verdict, decide
 from storage.archive import Archive, StoredManifest
-from storage.ids import new_capture_id
+from storage.ids import format_rfc3339, new_capture_id, parse_rfc3339
 from storage.index import Index
 
 MANIFEST_SCHEMA = 1
@@ -131,7 +132,9 @@ def build_manifest(
     }
 
 
-def store_capture(archive: Archive, index: Index, item: CaptureItem) -> StoredManifest:
+def store_capture(
+    archive: Archive, index: Index, item: CaptureItem, planner: Planner | None = None
+) -> StoredManifest:
     """Judge ``item`` against the source's history and store it; returns the manifest."""
     ev = gather(item, cited_passages(index, item.source_id))
     earlier, last_content = _history(archive, index, item.source_id)
@@ -144,6 +147,16 @@ def store_capture(archive: Archive, index: Index, item: CaptureItem) -> StoredMa
         else:
             media_type = ARTIFACT_MEDIA_TYPES[name]
         artifacts[name] = {"sha256": ref.sha256, "size": ref.size, "media_type": media_type}
-    stored = archive.write_manifest(build_manifest(item, ev, verdict, artifacts))
+    manifest = build_manifest(item, ev, verdict, artifacts)
+    manifest["next_due_at"] = _next_due(index, item, planner)
+    stored = archive.write_manifest(manifest)
     index.record_capture(stored)
     return stored
+
+
+def _next_due(index: Index, item: CaptureItem, planner: Planner | None) -> str | None:
+    source = index.get_source(item.source_id)
+    if planner is None or source is None:
+        return None
+    now = parse_rfc3339(item.captured_at)
+    return format_rfc3339(planner.next_for(source, item.http_status, item.headers, now))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crawler.errors import ConfigError
+from crawler.urls import canonicalize
 
 DEFAULT_CONFIG_NAMES = ("citearchive.toml", "config/citearchive.toml")
 DEFAULT_USER_AGENT = (
@@ -51,8 +52,53 @@ class CrawlConfig(_Section):
     pages_per_context: Annotated[int, Field(ge=1, le=10_000)] = 50
 
 
+class ScheduleRule(_Section):
+    """A schedule for some sources: those of a host, of a citing document, or one URL."""
+
+    host: str | None = None  # matches the host and its subdomains
+    document: str | None = None  # a citing document's path or URL, as `sources` shows it
+    url: str | None = None  # one source (any spelling of its URL)
+    interval_hours: Annotated[float, Field(gt=0)] | None = None
+    cron: str | None = None  # five-field crontab expression, UTC
+
+    @model_validator(mode="after")
+    def _one_selector_one_timing(self) -> ScheduleRule:
+        if sum(x is not None for x in (self.host, self.document, self.url)) != 1:
+            raise ValueError("a rule needs exactly one of host, document, url")
+        if (self.interval_hours is None) == (self.cron is None):
+            raise ValueError("a rule needs exactly one of interval_hours, cron")
+        return self
+
+
 class ScheduleConfig(_Section):
     interval_hours: Annotated[float, Field(gt=0)] = 24.0
+    jitter_minutes: Annotated[float, Field(ge=0)] = 0.0  # random delay added to each due time
+    check_seconds: Annotated[float, Field(ge=1)] = 60.0  # how often `schedule` looks for due work
+    batch_size: Annotated[int, Field(ge=1)] = 200  # sources per crawl process
+    misfire_grace_seconds: Annotated[float, Field(ge=1)] = 300.0
+    rules: list[ScheduleRule] = []  # first matching rule wins; TOML: [[schedule.rules]]
+
+
+class PolitenessConfig(_Section):
+    per_host_concurrency: Annotated[int, Field(ge=1, le=32)] = 2
+    per_host_delay: Annotated[float, Field(ge=0, le=600)] = 1.0  # seconds between requests
+    obey_robots_txt: bool = False  # citation archivists capture what was cited
+    max_retry_after_hours: Annotated[float, Field(gt=0)] = 24.0  # cap on a server's Retry-After
+
+
+class NotifyConfig(_Section):
+    apprise_urls: list[str] = []  # e.g. "mailtos://...", "ntfy://topic", "json://host/path"
+    webhook_url: str | None = None  # plain JSON POST of each event (or the digest)
+    events: list[Literal["changed", "gone", "moved", "restored", "dead"]] = [
+        "changed",
+        "gone",
+        "moved",
+        "restored",
+        "dead",
+    ]
+    digest: bool = False  # one message per run instead of one per event
+    timeout: Annotated[float, Field(gt=0, le=300)] = 20.0
+    ui_url: str | None = None  # base URL of `citearchive serve`, for links in messages
 
 
 class VerdictsConfig(_Section):
@@ -79,8 +125,15 @@ class Config(_Section):
     sources: SourcesConfig = SourcesConfig()
     urls: UrlsConfig = UrlsConfig()
     verdicts: VerdictsConfig = VerdictsConfig()
+    politeness: PolitenessConfig = PolitenessConfig()
+    notify: NotifyConfig = NotifyConfig()
     # Folder that relative paths are resolved against; not a TOML key.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def canonical(self, url: str) -> str:
+        """The canonical form of ``url`` under this config's tracking-parameter list."""
+        params = self.urls.tracking_params
+        return canonicalize(url, frozenset(params) if params is not None else None)
 
     @property
     def store_url(self) -> str:

@@ -30,8 +30,16 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024  # request/response head and chunk-size lines
 _CHUNK = 64 * 1024
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-               "proxy-authenticate", "te", "trailer", "upgrade"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(r"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
 Fields = list[tuple[str, str]]
@@ -75,7 +83,7 @@ def _tokens(fields: Fields, name: str) -> list[str]:
 
 
 def _body_framing(fields: Fields, *, request: bool) -> str | int | None:
-    """"chunked", a Content-Length, or None (requests: no body; responses: until close)."""
+    """ "chunked", a Content-Length, or None (requests: no body; responses: until close)."""
     encodings = _tokens(fields, "transfer-encoding")
     lengths = {v.strip() for k, v in fields if k.lower() == "content-length"}
     if encodings:
@@ -98,8 +106,9 @@ class _Idle:
         self.last = asyncio.get_running_loop().time()
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle: _Idle,
-                size: int | None = None) -> None:
+async def _copy(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle: _Idle, size: int | None = None
+) -> None:
     """Copy ``size`` bytes, or until EOF when None."""
     while size is None or size > 0:
         data = await reader.read(_CHUNK if size is None else min(_CHUNK, size))
@@ -114,8 +123,12 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle
         size = None if size is None else size - len(data)
 
 
-async def _copy_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle: _Idle,
-                     framing: str | int | None) -> None:
+async def _copy_body(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    idle: _Idle,
+    framing: str | int | None,
+) -> None:
     """Copy one message body, and nothing after it."""
     if framing != "chunked":
         await _copy(reader, writer, idle, int(framing or 0))
@@ -142,8 +155,13 @@ class EgressProxy:
     (``with EgressProxy(policy) as proxy: proxy.url``).
     """
 
-    def __init__(self, policy: DestinationPolicy, *, connect_timeout: float = 10.0,
-                 idle_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        policy: DestinationPolicy,
+        *,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+    ) -> None:
         self.policy = policy
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -244,8 +262,13 @@ class EgressProxy:
                 await self._forward(method, target, version, fields, reader, writer)
         except _ReplyError as reply:
             await self._reply(writer, reply)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError, TimeoutError) as exc:
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            TimeoutError,
+        ) as exc:
             log.debug("egress connection aborted: %r", exc, extra={"egress_error": repr(exc)})
         except asyncio.CancelledError:
             pass  # stop(): end quietly, so asyncio does not log the cancelled handler task
@@ -258,9 +281,11 @@ class EgressProxy:
     async def _reply(self, writer: asyncio.StreamWriter, reply: _ReplyError) -> None:
         reason = _clean(reply.reason)
         body = f"citearchive egress proxy: {reason}\n".encode()
-        head = (f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}\r\n"
-                f"{reply.header}: {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}\r\n"
+            f"{reply.header}: {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
         with contextlib.suppress(ConnectionError, TimeoutError):
             writer.write(head.encode("latin-1") + body)
             await asyncio.wait_for(writer.drain(), self.idle_timeout)
@@ -274,8 +299,12 @@ class EgressProxy:
             reason = _clean(str(exc))
             with self._refusals_lock:
                 self._refusals.append(Refusal(target, reason))
-            log.warning("egress refused %s: %s", _clean(target), reason,
-                        extra={"egress_target": _clean(target), "egress_reason": reason})
+            log.warning(
+                "egress refused %s: %s",
+                _clean(target),
+                reason,
+                extra={"egress_target": _clean(target), "egress_reason": reason},
+            )
             raise _ReplyError(403, reason, "X-Citearchive-Refused") from None
         except CaptureError as exc:  # unresolvable: not a policy decision
             self._record_failure(target, _clean(str(exc)))
@@ -301,11 +330,17 @@ class EgressProxy:
         self._record_failure(target, _clean(reason))
         raise _ReplyError(status, reason)
 
-    async def _tunnel(self, target: str, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _tunnel(
+        self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         host, sep, port_text = target.rpartition(":")
-        if (not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port_text)
-                or not 0 < int(port_text) < 65536 or host.startswith("[") != host.endswith("]")):
+        if (
+            not sep
+            or not host
+            or not re.fullmatch(r"[0-9]{1,5}", port_text)
+            or not 0 < int(port_text) < 65536
+            or host.startswith("[") != host.endswith("]")
+        ):
             raise _ReplyError(400, "malformed CONNECT target")
         host = host[1:-1] if host.startswith("[") else host
         up_reader, up_writer = await self._open(target, f"https://{target}/", host, int(port_text))
@@ -323,8 +358,15 @@ class EgressProxy:
         finally:
             up_writer.close()
 
-    async def _forward(self, method: str, target: str, version: str, fields: Fields,
-                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _forward(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        fields: Fields,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         try:
             url = urlsplit(target)
             scheme, host = url.scheme.lower(), url.hostname or ""
@@ -338,17 +380,26 @@ class EgressProxy:
             await self._open(target, target, host, port, connect=False)
             raise _ReplyError(501, "absolute-form https is not supported: use CONNECT")
         up_reader, up_writer = await self._open(target, target, host, port)
-        log.debug("egress %s %s", method, _clean(target),
-                  extra={"egress_method": method, "egress_target": _clean(target)})
+        log.debug(
+            "egress %s %s",
+            method,
+            _clean(target),
+            extra={"egress_method": method, "egress_target": _clean(target)},
+        )
         dropped = _HOP_BY_HOP | set(_tokens(fields, "connection")) | {"host"}
-        head = [f"{method} {url.path or '/'}{'?' if url.query else ''}{url.query} {version}",
-                f"Host: {url.netloc.rpartition('@')[2]}"]
+        head = [
+            f"{method} {url.path or '/'}{'?' if url.query else ''}{url.query} {version}",
+            f"Host: {url.netloc.rpartition('@')[2]}",
+        ]
         head += [f"{k}: {v}" for k, v in fields if k.lower() not in dropped]
         up_writer.write("\r\n".join([*head, "Connection: close", "", ""]).encode("latin-1"))
         idle = _Idle()
         try:
-            await self._relay(idle, _copy_body(reader, up_writer, idle, framing),
-                              self._respond(method, up_reader, writer, idle))
+            await self._relay(
+                idle,
+                _copy_body(reader, up_writer, idle, framing),
+                self._respond(method, up_reader, writer, idle),
+            )
         except TimeoutError:
             if idle.head_sent:
                 raise
@@ -358,8 +409,13 @@ class EgressProxy:
         finally:
             up_writer.close()
 
-    async def _respond(self, method: str, up_reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter, idle: _Idle) -> None:
+    async def _respond(
+        self,
+        method: str,
+        up_reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        idle: _Idle,
+    ) -> None:
         """Relay one response, its head rewritten to carry ``Connection: close``."""
         while True:
             try:
@@ -377,8 +433,13 @@ class EgressProxy:
                 break
             writer.write(head)  # interim response (100 Continue): pass on, read the next
         # the proxy's own headers can only come from the proxy (over plain HTTP, at least)
-        dropped = {"connection", "keep-alive", "proxy-connection", "x-citearchive-refused",
-                   "x-citearchive-error"}
+        dropped = {
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "x-citearchive-refused",
+            "x-citearchive-error",
+        }
         out = [status_line] + [f"{k}: {v}" for k, v in fields if k.lower() not in dropped]
         writer.write("\r\n".join([*out, "Connection: close", "", ""]).encode("latin-1"))
         idle.head_sent = True
@@ -399,8 +460,9 @@ class EgressProxy:
                 wait = idle.last + self.idle_timeout - asyncio.get_running_loop().time()
                 if wait <= 0:
                     raise TimeoutError("idle timeout")
-                done, pending = await asyncio.wait(pending, timeout=wait,
-                                                   return_when=asyncio.FIRST_COMPLETED)
+                done, pending = await asyncio.wait(
+                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     task.result()  # re-raise a failure of either direction
         finally:

@@ -11,15 +11,18 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from crawler.archiving import store_capture
+from crawler.config import Config
 from crawler.errors import CitearchiveError
 from crawler.items import CaptureItem
 from crawler.probes import save as save_probe
+from crawler.schedule import Planner
 from storage.archive import Archive
 from storage.index import Index
 from storage.objectstore import open_store
@@ -40,19 +43,24 @@ class CaptureResult:
 
 
 class ArchivePipeline:
-    def __init__(self, archive: Archive, index: Index) -> None:
+    def __init__(self, archive: Archive, index: Index, planner: Planner | None = None) -> None:
         self.archive = archive
         self.index = index
+        self.planner = planner
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive")
         self._probes_kept: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ArchivePipeline:
-        store_url = crawler.settings.get("CITEARCHIVE_STORE_URL")
-        index_url = crawler.settings.get("CITEARCHIVE_INDEX_URL")
-        if not store_url or not index_url:
-            raise NotConfigured("CITEARCHIVE_STORE_URL and CITEARCHIVE_INDEX_URL are required")
-        pipeline = cls(Archive(open_store(store_url)), Index(index_url))
+        config = crawler.settings.get("CITEARCHIVE_CONFIG")
+        if not isinstance(config, Config):
+            raise NotConfigured("CITEARCHIVE_CONFIG (a crawler.config.Config) is required")
+        planner = Planner(
+            config.schedule,
+            config.canonical,
+            timedelta(hours=config.politeness.max_retry_after_hours),
+        )
+        pipeline = cls(Archive(open_store(config.store_url)), Index(config.index_url), planner)
         crawler.signals.connect(pipeline.close, signal=signals.spider_closed)
         return pipeline
 
@@ -64,7 +72,7 @@ class ArchivePipeline:
             await loop.run_in_executor(self._executor, save_probe, self.archive, probe)
         try:
             stored = await loop.run_in_executor(
-                self._executor, store_capture, self.archive, self.index, item
+                self._executor, store_capture, self.archive, self.index, item, self.planner
             )
         except CitearchiveError as exc:
             # The capture could not be kept: report it, and let the other sources go on.

@@ -66,6 +66,7 @@ def status_records(index: Index, dead_after: int = 3) -> list[dict]:
                 },
                 "verdict": latest.verdict if latest else None,
                 "state": source_state(captures, dead_after),
+                "next_due_at": source.next_due_at,
             }
         )
     return records
@@ -80,7 +81,8 @@ def status_table(records: list[dict]) -> str:
         when = latest["captured_at"] if latest else "never captured"
         verdict = latest["verdict"] if latest else "-"
         reason = f"  ({latest['reason']})" if latest and latest["reason"] else ""
-        lines.append(f"{r['state']:<12} {verdict:<12} {when:<28} {r['url']}{reason}")
+        due = f"  next {r['next_due_at']}" if r["next_due_at"] else ""
+        lines.append(f"{r['state']:<12} {verdict:<12} {when:<28} {r['url']}{reason}{due}")
     return "\n".join(lines)
 
 

@@ -80,7 +80,11 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
         "PLAYWRIGHT_PROCESS_REQUEST_HEADERS": None,
         "CONCURRENT_REQUESTS": config.crawl.concurrency,
         "DOWNLOAD_TIMEOUT": config.crawl.page_timeout + config.crawl.settle_timeout + 30,
-        "ROBOTSTXT_OBEY": False,
+        "ROBOTSTXT_OBEY": config.politeness.obey_robots_txt,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": config.politeness.per_host_concurrency,
+        "DOWNLOAD_DELAY": config.politeness.per_host_delay,
+        "RANDOMIZE_DOWNLOAD_DELAY": False,
+        "USER_AGENT": config.crawl.user_agent,
         # A 404 or 410 is evidence (a deletion), not an error to drop.
         "HTTPERROR_ALLOW_ALL": True,
         "LOG_INSTALL_ROOT_HANDLER": False,
@@ -89,8 +93,11 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
         "TELNETCONSOLE_ENABLED": False,
         "LOG_LEVEL": log_level,
         "ITEM_PIPELINES": {"crawler.pipelines.ArchivePipeline": 300},
-        "CITEARCHIVE_STORE_URL": config.store_url,
-        "CITEARCHIVE_INDEX_URL": config.index_url,
+        # Before HttpProxyMiddleware (750), which then tunnels through the proxy.
+        "DOWNLOADER_MIDDLEWARES": {"crawler.middlewares.EgressProxyMiddleware": 740},
+        "CITEARCHIVE_EGRESS_PROXY": proxy_url,
+        # Read by crawler.pipelines.ArchivePipeline.from_crawler.
+        "CITEARCHIVE_CONFIG": config,
     }
 
 

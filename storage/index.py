@@ -37,7 +37,10 @@ _sources = sa.Table(
     sa.Column("last_captured_at", sa.String(32), nullable=True),
     # Set when a source is unregistered: its captures stay, it is no longer listed or due.
     sa.Column("removed_at", sa.String(32), nullable=True),
+    # When the schedule wants the source again; NULL: last capture + the default interval.
+    sa.Column("next_due_at", sa.String(32), nullable=True),
     sa.Index("ix_sources_last_captured_at", "last_captured_at"),
+    sa.Index("ix_sources_next_due_at", "next_due_at"),
     # Hash on PostgreSQL: a btree entry cannot hold a URL of several kilobytes.
     sa.Index("ix_sources_canonical_url", "canonical_url", postgresql_using="hash"),
 )
@@ -57,6 +60,8 @@ _captures = sa.Table(
     sa.Column("manifest_sha256", sa.String(64), nullable=False),
     sa.Column("text_sha256", sa.String(64), nullable=True),
     sa.Column("artifacts", sa.JSON, nullable=False),
+    # The schedule's next time after this capture, as its manifest records it.
+    sa.Column("next_due_at", sa.String(32), nullable=True),
     sa.Index("ix_captures_source_captured", "source_id", "captured_at"),
 )
 
@@ -72,6 +77,7 @@ class SourceRow:
     citations: list[dict]
     last_captured_at: str | None
     removed_at: str | None = None
+    next_due_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class CaptureRow:
     manifest_sha256: str
     text_sha256: str | None
     artifacts: dict
+    next_due_at: str | None = None
 
 
 def _normal_time(value: Any, field: str) -> str:
@@ -133,6 +140,11 @@ def _capture_values(stored: StoredManifest) -> dict[str, Any]:
         "manifest_sha256": stored.sha256,
         "text_sha256": fingerprints.get("text_sha256") if isinstance(fingerprints, dict) else None,
         "artifacts": dict(manifest.get("artifacts") or {}),
+        "next_due_at": (
+            _normal_time(manifest["next_due_at"], "next_due_at")
+            if manifest.get("next_due_at")
+            else None
+        ),
     }
 
 
@@ -145,6 +157,7 @@ def _source_row(row: sa.Row) -> SourceRow:
         citations=list(row.citations),
         last_captured_at=row.last_captured_at,
         removed_at=row.removed_at,
+        next_due_at=row.next_due_at,
     )
 
 
@@ -272,20 +285,44 @@ class Index:
         return self._select_sources("list sources", query)
 
     def due_sources(self, now: datetime, interval: timedelta) -> list[SourceRow]:
-        """Sources never captured or last captured at or before now - interval.
+        """Sources due at ``now``: their next_due_at has come, or, without one, they were
+        never captured or last captured at or before now - interval.
 
         Never-captured sources come first, then the longest-waiting ones.
         """
-        cutoff = format_rfc3339(now - interval)
-        last = _sources.c.last_captured_at
+        now_text, cutoff = format_rfc3339(now), format_rfc3339(now - interval)
+        last, due = _sources.c.last_captured_at, _sources.c.next_due_at
         query = (
             sa.select(_sources)
-            .where(sa.or_(last.is_(None), last <= cutoff), _sources.c.removed_at.is_(None))
+            .where(
+                sa.or_(
+                    due <= now_text,
+                    sa.and_(due.is_(None), sa.or_(last.is_(None), last <= cutoff)),
+                ),
+                _sources.c.removed_at.is_(None),
+            )
             .order_by(
                 sa.case((last.is_(None), 0), else_=1), last, _sources.c.added_at, _sources.c.id
             )
         )
         return self._select_sources("select due sources", query)
+
+    def set_next_due(self, due: dict[str, datetime]) -> None:
+        """Record when each source (id -> time) is due next."""
+        values = {sid: format_rfc3339(when) for sid, when in due.items()}
+
+        def work(conn: sa.Connection) -> None:
+            for sid, when in values.items():
+                conn.execute(
+                    sa.update(_sources).where(_sources.c.id == sid).values(next_due_at=when)
+                )
+
+        self._write(f"schedule {len(values)} source(s)", work)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The database engine, for tables kept beside the index (run log, outbox)."""
+        return self._engine
 
     # Captures
 
@@ -403,8 +440,19 @@ def _refresh_last_captured(conn: sa.Connection, source_id: str) -> None:
         .where(_captures.c.source_id == source_id)
         .scalar_subquery()
     )
+    # The newest capture's schedule is the source's (a manifest carries it, so a rebuild
+    # from the store restores the schedule too).
+    next_due = (
+        sa.select(_captures.c.next_due_at)
+        .where(_captures.c.source_id == source_id)
+        .order_by(_captures.c.captured_at.desc(), _captures.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     conn.execute(
-        sa.update(_sources).where(_sources.c.id == source_id).values(last_captured_at=newest)
+        sa.update(_sources)
+        .where(_sources.c.id == source_id)
+        .values(last_captured_at=newest, next_due_at=next_due)
     )
 
 

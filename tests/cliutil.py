@@ -28,7 +28,8 @@ def write_config(
     path.write_text(
         f'[store]\nurl = "{store_url}"\n\n[crawl]\nallow_private_networks = '
         f"{'true' if allow_private else 'false'}\nsettle_timeout = 5\n"
-        f"page_timeout = {page_timeout}\n{extra}"
+        f"page_timeout = {page_timeout}\n\n[politeness]\nper_host_delay = 0\n"
+        f"per_host_concurrency = 8\n{extra}"
     )
     return path
 

@@ -29,14 +29,16 @@ class CountingServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
         self.scheme = "http"
         if tls is not None:  # handshake in the handler thread, not in accept()
-            self.socket = tls.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
             self.scheme = "https"
         self.routes: dict[str, Route | Callable[[_Handler], Route]] = {}
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
@@ -215,9 +217,7 @@ def test_connect_to_loopback_refused(server, proxy_factory) -> None:
     target = server.authority
     reply = exchange(proxy, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     assert reply.status == 403
-    assert reply.header("X-Citearchive-Refused") == [
-        "127.0.0.1 is not a public address (loopback)"
-    ]
+    assert reply.header("X-Citearchive-Refused") == ["127.0.0.1 is not a public address (loopback)"]
     assert [r.target for r in proxy.refusals()] == [target]
     assert server.connections == 0
 
@@ -255,15 +255,30 @@ def test_connect_to_localhost_name_refused(server, proxy_factory) -> None:
 
 
 def test_plain_get_forwarded_in_origin_form_with_connection_close(server, proxy_factory) -> None:
-    server.routes["/page"] = (200, [("Content-Type", "text/html"), ("Connection", "keep-alive"),
-                                    ("Keep-Alive", "timeout=30"), ("X-Test", "yes"),
-                                    ("X-Citearchive-Refused", "spoofed by the site")],
-                              b"<p>hello</p>")
+    server.routes["/page"] = (
+        200,
+        [
+            ("Content-Type", "text/html"),
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=30"),
+            ("X-Test", "yes"),
+            ("X-Citearchive-Refused", "spoofed by the site"),
+        ],
+        b"<p>hello</p>",
+    )
     proxy = proxy_factory(PERMISSIVE)
-    reply = exchange(proxy, get(
-        server.url("/page?q=1"), "Proxy-Connection: keep-alive", "Proxy-Authorization: Basic eDp5",
-        "Keep-Alive: 300", "Cookie: a=b", "Connection: keep-alive, X-Hop", "X-Hop: drop me",
-    ))
+    reply = exchange(
+        proxy,
+        get(
+            server.url("/page?q=1"),
+            "Proxy-Connection: keep-alive",
+            "Proxy-Authorization: Basic eDp5",
+            "Keep-Alive: 300",
+            "Cookie: a=b",
+            "Connection: keep-alive, X-Hop",
+            "X-Hop: drop me",
+        ),
+    )
     assert reply.status == 200
     assert reply.body == b"<p>hello</p>"
     assert reply.header("Connection") == ["close"]
@@ -312,8 +327,10 @@ def test_expect_100_continue_passes_interim_response(server, proxy_factory) -> N
     server.routes["/upload"] = (200, [], b"stored")
     proxy = proxy_factory(PERMISSIVE)
     with open_client(proxy) as client:
-        client.sendall(f"POST {server.url('/upload')} HTTP/1.1\r\nContent-Length: 4\r\n"
-                       "Expect: 100-continue\r\n\r\n".encode())
+        client.sendall(
+            f"POST {server.url('/upload')} HTTP/1.1\r\nContent-Length: 4\r\n"
+            "Expect: 100-continue\r\n\r\n".encode()
+        )
         interim = b""
         while not interim.endswith(b"\r\n\r\n"):
             interim += client.recv(1)
@@ -352,8 +369,10 @@ def test_request_bodies_forwarded(server, proxy_factory) -> None:
     proxy = proxy_factory(PERMISSIVE)
     url = server.url("/form")
     fixed = f"POST {url} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".encode()
-    chunked = (f"POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-               "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n").encode()
+    chunked = (
+        f"POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"
+    ).encode()
     assert exchange(proxy, fixed).status == 201
     assert exchange(proxy, chunked).status == 201
     assert [body for *_, body in server.requests] == [b"hello", b"abcde"]
@@ -456,8 +475,11 @@ def test_context_manager_starts_and_stops(server) -> None:
         (b"GET http://SERVER/ HTTP/1.1\r\nbad header\r\n\r\n", 400),
         (b"CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n", 400),
         (b"CONNECT 127.0.0.1:99999 HTTP/1.1\r\n\r\n", 400),
-        (b"POST http://SERVER/ HTTP/1.1\r\nContent-Length: 1\r\n"
-         b"Transfer-Encoding: chunked\r\n\r\n", 400),
+        (
+            b"POST http://SERVER/ HTTP/1.1\r\nContent-Length: 1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
         (b"GET http://SERVER/ HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
     ],
 )
@@ -482,8 +504,10 @@ def test_closed_port_is_502(proxy_factory) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proxy = proxy_factory(PERMISSIVE)
-    for request in (get(f"http://127.0.0.1:{port}/"), f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"
-                    .encode()):
+    for request in (
+        get(f"http://127.0.0.1:{port}/"),
+        f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n".encode(),
+    ):
         reply = exchange(proxy, request)
         assert reply.status == 502
         assert "cannot connect to 127.0.0.1" in reply.header("X-Citearchive-Error")[0]
@@ -519,8 +543,13 @@ def chromium() -> Iterator[Callable[..., object]]:
     with sync_playwright() as playwright:
 
         def launch(proxy: EgressProxy, **context: object) -> object:
-            args = ["--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--proxy-bypass-list=<-loopback>"]
+            args = [
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--proxy-bypass-list=<-loopback>",
+            ]
             if os.geteuid() == 0:
                 args.append("--no-sandbox")
             browser = playwright.chromium.launch(
@@ -545,12 +574,14 @@ GIF = bytes.fromhex(
 
 
 def serve_page(server: CountingServer) -> None:
-    server.routes.update({
-        "/page.html": (200, [("Content-Type", "text/html")], HTML),
-        "/style.css": (200, [("Content-Type", "text/css")], b"body { color: rgb(1, 2, 3); }"),
-        "/pixel.gif": (200, [("Content-Type", "image/gif")], GIF),
-        "/data.json": (200, [("Content-Type", "application/json")], b'{"ok": "yes"}'),
-    })
+    server.routes.update(
+        {
+            "/page.html": (200, [("Content-Type", "text/html")], HTML),
+            "/style.css": (200, [("Content-Type", "text/css")], b"body { color: rgb(1, 2, 3); }"),
+            "/pixel.gif": (200, [("Content-Type", "image/gif")], GIF),
+            "/data.json": (200, [("Content-Type", "application/json")], b'{"ok": "yes"}'),
+        }
+    )
 
 
 @pytest.mark.browser
@@ -582,9 +613,7 @@ def test_browser_localhost_refused(server, proxy_factory, chromium) -> None:
 
 
 @pytest.mark.browser
-def test_browser_loads_page_and_subresources_through_proxy(
-    server, proxy_factory, chromium
-) -> None:
+def test_browser_loads_page_and_subresources_through_proxy(server, proxy_factory, chromium) -> None:
     serve_page(server)
     proxy = proxy_factory(PERMISSIVE)
     page = chromium(proxy)
@@ -603,8 +632,11 @@ def test_browser_loads_page_and_subresources_through_proxy(
 def test_browser_follows_redirect_to_second_server(server_factory, proxy_factory, chromium) -> None:
     first, second = server_factory(), server_factory()
     first.routes["/start"] = (302, [("Location", second.url("/landing"))], b"")
-    second.routes["/landing"] = (200, [("Content-Type", "text/html")],
-                                 b'<link rel="stylesheet" href="/b.css"><p>landed</p>')
+    second.routes["/landing"] = (
+        200,
+        [("Content-Type", "text/html")],
+        b'<link rel="stylesheet" href="/b.css"><p>landed</p>',
+    )
     second.routes["/b.css"] = (200, [("Content-Type", "text/css")], b"p { color: red; }")
     proxy = proxy_factory(PERMISSIVE)
     page = chromium(proxy)
@@ -653,18 +685,27 @@ def self_signed_tls(tmp_path) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     return context
