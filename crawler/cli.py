@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections import Counter
 from pathlib import Path
 
 import click
@@ -27,7 +26,9 @@ from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
 from crawler.fileout import write_atomically
 from crawler.reports import capture_record, history_table, status_records, status_table
-from crawler.sources import Citation, load_citation_list, register
+from crawler.runonce import execute
+from crawler.sources import Citation, register
+from storage.runlog import RunLog
 
 EXIT_STORE_FAILED = 6
 ARTIFACTS = ("dom", "raw", "screenshot", "text", "warc")
@@ -78,37 +79,38 @@ def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None
 
 @cli.command("run-once")
 @click.option("--all", "everything", is_flag=True, help="Capture every source, due or not.")
+@click.option("--limit", type=click.IntRange(min=1), help="Capture at most this many sources.")
 @click.pass_context
-def run_once(ctx: click.Context, everything: bool) -> None:
+def run_once(ctx: click.Context, everything: bool, limit: int | None) -> None:
     """Capture the sources that are due (or all of them) and exit."""
-    from crawler.progress import run_with_progress  # Scrapy/Playwright only when crawling
+    summary = execute(
+        _config(ctx), everything=everything, limit=limit, log_level=ctx.obj["log_level"]
+    )
+    click.echo(summary.line())
+    if summary.not_stored:
+        click.echo(f"citearchive: {summary.not_stored} capture(s) could not be stored", err=True)
+        ctx.exit(EXIT_STORE_FAILED)
 
-    config = _config(ctx)
-    citations = [c for path in config.citation_lists for c in load_citation_list(path)]
-    app = App.open(config)
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_context
+def runs(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """Recent runs: start, end, status, counts and errors (newest first)."""
+    app = App.open(_config(ctx))
     try:
-        with app.run_lock():
-            if citations:
-                register(app.archive, app.index, citations, app.canonical)
-            due = app.due_sources(everything)
-            app.close()
-            results = run_with_progress(config, due, ctx.obj["log_level"])
+        records = RunLog(app.index).recent(limit)
     finally:
         app.close()
-    counts = Counter(r.verdict for r in results)
-    order = ("new", "changed", "unchanged", "moved", "gone", "restored", "unreachable", "error")
-    parts = [f"{counts[v]} {v}" for v in order if counts[v]]
-    click.echo(
-        f"captured {len(results)} of {len(due)} due sources"
-        + (": " + ", ".join(parts) if parts else "")
-    )
-    if counts["error"] or len(results) < len(due):
-        click.echo(
-            f"citearchive: {len(due) - len(results) + counts['error']} capture(s) "
-            "could not be stored",
-            err=True,
-        )
-        ctx.exit(EXIT_STORE_FAILED)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in records], indent=2))
+        return
+    for r in records:
+        counts = ", ".join(f"{n} {v}" for v, n in sorted(r.counts.items()))
+        click.echo(f"{r.started_at}  {r.kind:<9} {r.status:<11} due {r.due:<5} {counts}")
+        for error in r.errors:
+            click.echo(f"    {error}")
 
 
 @cli.command()

@@ -31,9 +31,10 @@ def fetch_article(app: App, url: str, log_level: str) -> ParsedDocument:
     from spiders.capture import CaptureTarget
 
     [record] = register(app.archive, app.index, [Citation(url)], app.canonical)
-    results = run_batch(
+    outcome = run_batch(
         app.config, [CaptureTarget(record["id"], record["canonical_url"])], log_level=log_level
     )
+    results = outcome.results
     capture = app.index.latest_capture(record["id"])
     if not results or capture is None or "dom" not in capture.artifacts:
         reason = results[0].reason if results else "no capture"

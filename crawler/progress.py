@@ -10,14 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from crawler.config import Config
 from crawler.pipelines import CaptureResult
-from crawler.runner import run_batch
+from crawler.runner import BatchOutcome, run_batch
 from spiders.capture import CaptureTarget
 from storage.index import SourceRow
 
 
-def run_with_progress(
-    config: Config, sources: Sequence[SourceRow], log_level: str
-) -> list[CaptureResult]:
+def run_with_progress(config: Config, sources: Sequence[SourceRow], log_level: str) -> BatchOutcome:
     targets = [CaptureTarget(s.id, s.canonical_url) for s in sources]
     if not sys.stderr.isatty() or not targets:
         return run_batch(config, targets, log_level=log_level)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from scrapy import signals
 from scrapy.crawler import CrawlerProcess
@@ -101,16 +102,29 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
     }
 
 
+@dataclass
+class BatchOutcome:
+    """One result per stored capture, and why the crawl ended ("finished", "shutdown")."""
+
+    results: list[CaptureResult] = field(default_factory=list)
+    finish_reason: str = "finished"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason != "finished"
+
+
 def run_batch(
     config: Config,
     targets: Sequence[CaptureTarget],
     on_result: Callable[[CaptureResult], None] | None = None,
     log_level: str = "WARNING",
-) -> list[CaptureResult]:
-    """Capture ``targets`` and return one result per stored capture."""
-    results: list[CaptureResult] = []
+) -> BatchOutcome:
+    """Capture ``targets``; SIGTERM/SIGINT end it after the captures in flight are stored."""
+    outcome = BatchOutcome()
+    results = outcome.results
     if not targets:
-        return results
+        return outcome
     policy = DestinationPolicy(allow_private_networks=config.crawl.allow_private_networks)
 
     def collect(item: object, **_: object) -> None:
@@ -123,6 +137,11 @@ def run_batch(
         process = CrawlerProcess(crawl_settings(config, proxy.url, log_level))
         crawler = process.create_crawler(CaptureSpider)
         crawler.signals.connect(collect, signal=signals.item_scraped)
+
+        def closed(reason: str, **_: object) -> None:
+            outcome.finish_reason = reason
+
+        crawler.signals.connect(closed, signal=signals.spider_closed)
         process.crawl(
             crawler,
             targets=list(targets),
@@ -143,4 +162,4 @@ def run_batch(
             ),
         )
         process.start()
-    return results
+    return outcome

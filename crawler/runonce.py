@@ -1,0 +1,78 @@
+"""One unattended run: register the configured lists, capture what is due, log the run.
+
+Used by ``citearchive run-once`` (cron, systemd timers) and, one process per batch, by
+``citearchive schedule``. The run lock makes an overlapping run fail at once instead of
+capturing a source twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from crawler.app import App
+from crawler.config import Config
+from crawler.pipelines import CaptureResult
+from crawler.sources import load_citation_list, register
+from storage.runlog import RunLog
+
+VERDICT_ORDER = ("new", "changed", "unchanged", "moved", "gone", "restored", "unreachable", "error")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    due: int
+    results: list[CaptureResult]
+    interrupted: bool
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(r.verdict for r in self.results)
+
+    @property
+    def not_stored(self) -> int:
+        """Captures lost to a storage failure (an interruption is not a failure)."""
+        missing = 0 if self.interrupted else self.due - len(self.results)
+        return missing + self.counts["error"]
+
+    def line(self) -> str:
+        counts = self.counts
+        parts = [f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v]]
+        text = f"captured {len(self.results)} of {self.due} due sources"
+        if parts:
+            text += ": " + ", ".join(parts)
+        if self.interrupted:
+            text += f" (interrupted: {self.due - len(self.results)} left for the next run)"
+        return text
+
+
+def execute(
+    config: Config, *, everything: bool, limit: int | None, log_level: str, kind: str = "run-once"
+) -> RunSummary:
+    """Run once under the lock; LockedError if another run holds it."""
+    from crawler.progress import run_with_progress  # Scrapy/Playwright only when crawling
+
+    citations = [c for path in config.citation_lists for c in load_citation_list(path)]
+    app = App.open(config)
+    try:
+        with app.run_lock():
+            if citations:
+                register(app.archive, app.index, citations, app.canonical)
+            due = app.due_sources(everything)[:limit]
+            runs = RunLog(app.index)
+            run_id = runs.start(kind, len(due))
+            try:
+                outcome = run_with_progress(config, due, log_level)
+            except BaseException as exc:
+                runs.finish(run_id, "failed", {}, [f"{type(exc).__name__}: {exc}"])
+                raise
+            summary = RunSummary(run_id, len(due), outcome.results, outcome.interrupted)
+            errors = [f"{r.url}: {r.error}" for r in outcome.results if r.verdict == "error"]
+            status = (
+                "interrupted" if summary.interrupted else ("failed" if summary.not_stored else "ok")
+            )
+            runs.finish(run_id, status, dict(summary.counts), errors)
+            return summary
+    finally:
+        app.close()

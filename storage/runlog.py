@@ -1,0 +1,94 @@
+"""The run log: every run's start, end, counts and errors, kept beside the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from crawler.errors import StorageError
+from storage.ids import new_capture_id, utc_now_rfc3339
+from storage.index import Index
+
+_metadata = sa.MetaData()
+_runs = sa.Table(
+    "runs",
+    _metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("ended_at", sa.String(32), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running, ok, interrupted, failed
+    sa.Column("due", sa.Integer, nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("errors", sa.JSON, nullable=False),
+    sa.Index("ix_runs_started_at", "started_at"),
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    kind: str
+    started_at: str
+    ended_at: str | None
+    status: str
+    due: int
+    counts: dict
+    errors: list
+
+
+class RunLog:
+    """Runs recorded in the index's database (one table, created on first use)."""
+
+    def __init__(self, index: Index) -> None:
+        self.engine = index.engine
+        try:
+            _metadata.create_all(self.engine)
+        except sa_exc.SQLAlchemyError as exc:
+            raise StorageError(f"run log: cannot create its table: {exc}") from exc
+
+    def _run(self, statement: sa.Executable) -> sa.CursorResult:
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(statement)
+        except sa_exc.SQLAlchemyError as exc:
+            raise StorageError(f"run log: {exc.__class__.__name__}") from exc
+
+    def start(self, kind: str, due: int) -> str:
+        run_id = new_capture_id()
+        self._run(
+            sa.insert(_runs).values(
+                id=run_id,
+                kind=kind,
+                started_at=utc_now_rfc3339(),
+                ended_at=None,
+                status="running",
+                due=due,
+                counts={},
+                errors=[],
+            )
+        )
+        return run_id
+
+    def finish(self, run_id: str, status: str, counts: dict, errors: list[str]) -> None:
+        self._run(
+            sa.update(_runs)
+            .where(_runs.c.id == run_id)
+            .values(
+                ended_at=utc_now_rfc3339(),
+                status=status,
+                counts=counts,
+                errors=errors[:100],
+            )
+        )
+
+    def recent(self, limit: int = 50) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        query = sa.select(_runs).order_by(_runs.c.started_at.desc(), _runs.c.id).limit(limit)
+        try:
+            with self.engine.connect() as conn:
+                return [RunRecord(**row._mapping) for row in conn.execute(query)]
+        except sa_exc.SQLAlchemyError as exc:
+            raise StorageError(f"run log: {exc.__class__.__name__}") from exc
