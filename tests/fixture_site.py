@@ -120,6 +120,7 @@ class FixtureSite:
     def __init__(self) -> None:
         self.pages = default_pages()
         self.hits: Counter[str] = Counter()
+        self.last_headers: dict[str, dict[str, str]] = {}  # path -> headers of its last request
         self._lock = threading.Lock()
         site = self
 
@@ -128,6 +129,7 @@ class FixtureSite:
                 path = self.path.split("?")[0]
                 with site._lock:
                     site.hits[path] += 1
+                    site.last_headers[path] = dict(self.headers.items())
                     entry = site.pages.get(path)
                 if entry is None:
                     self.send_error(404)
