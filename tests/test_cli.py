@@ -120,3 +120,18 @@ def test_default_config_never_fetches_loopback(tmp_path, site):
         [cap] = history(config, url)
         assert cap["verdict"] == "unreachable" and cap["http_status"] is None
         assert cap["error"].startswith("refused:") and "not a public address" in cap["error"]
+
+
+@pytest.mark.browser
+def test_runs_are_logged(tmp_path, site):
+    config = write_config(tmp_path / "c.toml", f"file://{tmp_path / 'store'}")
+    assert run_cli(config, "add", site.url("/static.html"), site.url("/gone.html")).code == 0
+    assert run_cli(config, "run-once").code == 0
+    assert run_cli(config, "run-once", "--all", "--limit", "1").code == 0
+    runs = json.loads(run_cli(config, "runs", "--json").out)
+    assert [(r["kind"], r["status"], r["due"]) for r in runs] == [
+        ("run-once", "ok", 1),
+        ("run-once", "ok", 2),
+    ]
+    assert runs[1]["counts"] == {"new": 1, "gone": 1}
+    assert runs[0]["ended_at"] >= runs[0]["started_at"] >= runs[1]["ended_at"]
