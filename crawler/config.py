@@ -67,6 +67,13 @@ class ScheduleRule(_Section):
             raise ValueError("a rule needs exactly one of host, document, url")
         if (self.interval_hours is None) == (self.cron is None):
             raise ValueError("a rule needs exactly one of interval_hours, cron")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger  # only when a rule uses cron
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r}: {exc}") from exc
         return self
 
 

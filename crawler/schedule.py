@@ -8,6 +8,7 @@ A server's ``Retry-After`` on 429/503 pushes the next capture back (bounded).
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -19,6 +20,21 @@ from crawler.config import ScheduleConfig, ScheduleRule
 from storage.index import SourceRow
 
 UTC_NAME = "UTC"
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# A weekday number, not a step ("*/2") and not part of a name.
+_WEEKDAY_NUMBER = re.compile(r"(?<![/\w])([0-7])(?!\w)")
+
+
+def cron_trigger(expression: str) -> CronTrigger:
+    """A CronTrigger for a five-field crontab line, weekdays numbered as crontab does.
+
+    APScheduler 3.x reads day-of-week numbers as 0 = Monday (its issue #286); crontab, and
+    users, mean 0 (or 7) = Sunday. Numbers are turned into names before parsing.
+    """
+    fields = expression.split()
+    if len(fields) == 5:
+        fields[4] = _WEEKDAY_NUMBER.sub(lambda m: _WEEKDAYS[int(m.group(1))], fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=UTC_NAME)
 
 
 def _host_matches(rule_host: str, url: str) -> bool:
@@ -52,7 +68,7 @@ def next_due(
     """The next time ``source`` should be captured, counting from ``after`` (aware, UTC)."""
     rule = rule_for(source, config.rules, canonical)
     if rule is not None and rule.cron is not None:
-        trigger = CronTrigger.from_crontab(rule.cron, timezone=UTC_NAME)
+        trigger = cron_trigger(rule.cron)
         due = trigger.get_next_fire_time(None, after)
     else:
         hours = rule.interval_hours if rule is not None else config.interval_hours
