@@ -21,6 +21,7 @@ import click
 
 from crawler.app import App, parse_time
 from crawler.config import Config, load_config
+from crawler.daemon import schedule_cmd
 from crawler.diff_cli import diff_cmd
 from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
@@ -192,6 +193,7 @@ def reindex(ctx: click.Context) -> None:
 for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(diff_cmd)
+cli.add_command(schedule_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
