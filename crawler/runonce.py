@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from crawler.app import App
 from crawler.config import Config
+from crawler.notify import DeliveryReport, deliver, events_for_run
 from crawler.pipelines import CaptureResult
 from crawler.sources import load_citation_list, register
 from storage.runlog import RunLog
@@ -25,6 +26,7 @@ class RunSummary:
     due: int
     results: list[CaptureResult]
     interrupted: bool
+    notifications: DeliveryReport | None = None
 
     @property
     def counts(self) -> Counter[str]:
@@ -44,6 +46,9 @@ class RunSummary:
             text += ": " + ", ".join(parts)
         if self.interrupted:
             text += f" (interrupted: {self.due - len(self.results)} left for the next run)"
+        problem = self.notifications and self.notifications.problem()
+        if problem:
+            text += f"; {problem}"
         return text
 
 
@@ -73,6 +78,9 @@ def execute(
                 "interrupted" if summary.interrupted else ("failed" if summary.not_stored else "ok")
             )
             runs.finish(run_id, status, dict(summary.counts), errors)
+            # Under the lock, so two runs never send the same pending notification.
+            events = events_for_run(app.index, config, summary.results)
+            summary.notifications = deliver(app.index, config, events)
             return summary
     finally:
         app.close()
