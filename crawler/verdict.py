@@ -15,6 +15,7 @@ Rules, in order (the first that applies wins):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -117,7 +118,7 @@ def decide(ev: Evidence, earlier: list[Earlier], last_content: LastContent) -> V
         and not lost
     ):
         return Verdict(
-            MOVED, f"permanently redirected to {ev.final_url}, content {score:.0%} alike", score
+            MOVED, f"permanently redirected to {ev.final_url}, content {alike(score)}", score
         )
     flip = next(
         (e for e in reversed(earlier[-RECENT_VERSIONS:-1]) if e.fingerprint == ev.fingerprint), None
@@ -130,10 +131,16 @@ def decide(ev: Evidence, earlier: list[Earlier], last_content: LastContent) -> V
             score,
         )
     what = change_summary(old, ev.content) or "content changed"
-    reason = f"main text changed: {what} ({score:.0%} alike)"
+    reason = f"main text changed: {what} ({alike(score)})"
     if lost:
         reason = f"cited passage no longer present; {reason}"
     return Verdict(CHANGED, reason, score)
+
+
+def alike(score: float) -> str:
+    """'97% alike', never '100% alike' for texts that differ (a tiny edit rounds down)."""
+    percent = math.floor(score * 100) if score < 1 else 100
+    return f"{percent}% alike"
 
 
 def _gone_since(earlier: list[Earlier]) -> str:
