@@ -68,10 +68,10 @@ class ScheduleRule(_Section):
         if (self.interval_hours is None) == (self.cron is None):
             raise ValueError("a rule needs exactly one of interval_hours, cron")
         if self.cron is not None:
-            from apscheduler.triggers.cron import CronTrigger  # only when a rule uses cron
+            from crawler.schedule import cron_trigger  # only when a rule uses cron
 
             try:
-                CronTrigger.from_crontab(self.cron, timezone="UTC")
+                cron_trigger(self.cron)
             except ValueError as exc:
                 raise ValueError(f"cron {self.cron!r}: {exc}") from exc
         return self

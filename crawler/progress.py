@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -15,10 +16,15 @@ from spiders.capture import CaptureTarget
 from storage.index import SourceRow
 
 
-def run_with_progress(config: Config, sources: Sequence[SourceRow], log_level: str) -> BatchOutcome:
+def run_with_progress(
+    config: Config,
+    sources: Sequence[SourceRow],
+    log_level: str,
+    stop: threading.Event | None = None,
+) -> BatchOutcome:
     targets = [CaptureTarget(s.id, s.canonical_url) for s in sources]
     if not sys.stderr.isatty() or not targets:
-        return run_batch(config, targets, log_level=log_level)
+        return run_batch(config, targets, log_level=log_level, stop=stop)
     console = Console(stderr=True)
     columns = (
         TextColumn("capturing"),
@@ -33,4 +39,4 @@ def run_with_progress(config: Config, sources: Sequence[SourceRow], log_level: s
         def advance(result: CaptureResult) -> None:
             progress.update(task, advance=1, description=f"{result.verdict}: {result.url}")
 
-        return run_batch(config, targets, on_result=advance, log_level=log_level)
+        return run_batch(config, targets, on_result=advance, log_level=log_level, stop=stop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -119,11 +120,18 @@ def run_batch(
     targets: Sequence[CaptureTarget],
     on_result: Callable[[CaptureResult], None] | None = None,
     log_level: str = "WARNING",
+    stop: threading.Event | None = None,
 ) -> BatchOutcome:
-    """Capture ``targets``; SIGTERM/SIGINT end it after the captures in flight are stored."""
+    """Capture ``targets``; SIGTERM/SIGINT end it after the captures in flight are stored.
+
+    ``stop`` set before the crawl starts (a signal during set-up) skips the crawl.
+    """
     outcome = BatchOutcome()
     results = outcome.results
     if not targets:
+        return outcome
+    if stop is not None and stop.is_set():
+        outcome.finish_reason = "shutdown"
         return outcome
     policy = DestinationPolicy(allow_private_networks=config.crawl.allow_private_networks)
 
@@ -161,5 +169,8 @@ def run_batch(
                 settle=min(config.crawl.settle_timeout, 5.0),
             ),
         )
+        if stop is not None and stop.is_set():  # asked to stop while the crawl was set up
+            outcome.finish_reason = "shutdown"
+            return outcome
         process.start()
     return outcome

@@ -7,7 +7,11 @@ capturing a source twice.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from crawler.app import App
@@ -52,6 +56,26 @@ class RunSummary:
         return text
 
 
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Until the crawl installs its own handlers, SIGTERM/SIGINT only ask the run to stop.
+
+    A run stopped before its crawl starts then ends cleanly as "interrupted" (logged, exit
+    0) instead of dying mid-setup; once Scrapy runs, its handlers finish the captures in
+    flight.
+    """
+
+    def ask(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def execute(
     config: Config, *, everything: bool, limit: int | None, log_level: str, kind: str = "run-once"
 ) -> RunSummary:
@@ -59,16 +83,17 @@ def execute(
     from crawler.progress import run_with_progress  # Scrapy/Playwright only when crawling
 
     citations = [c for path in config.citation_lists for c in load_citation_list(path)]
+    stop = threading.Event()
     app = App.open(config)
     try:
-        with app.run_lock():
+        with app.run_lock(), _stop_on_signals(stop):
             if citations:
                 register(app.archive, app.index, citations, app.canonical)
             due = app.due_sources(everything)[:limit]
             runs = RunLog(app.index)
             run_id = runs.start(kind, len(due))
             try:
-                outcome = run_with_progress(config, due, log_level)
+                outcome = run_with_progress(config, due, log_level, stop)
             except BaseException as exc:
                 runs.finish(run_id, "failed", {}, [f"{type(exc).__name__}: {exc}"])
                 raise

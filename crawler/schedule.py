@@ -8,7 +8,6 @@ A server's ``Retry-After`` on 429/503 pushes the next capture back (bounded).
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -20,20 +19,55 @@ from crawler.config import ScheduleConfig, ScheduleRule
 from storage.index import SourceRow
 
 UTC_NAME = "UTC"
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# A weekday number, not a step ("*/2") and not part of a name.
-_WEEKDAY_NUMBER = re.compile(r"(?<![/\w])([0-7])(?!\w)")
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _crontab_day(token: str) -> int:
+    token = token.lower()
+    if token in _DAY_NAMES:
+        return _DAY_NAMES.index(token)
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token) % 7
+    raise ValueError(f"day of week {token!r} is not 0-7 or sun-sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab day-of-week field as explicit day names (0 and 7 are Sunday).
+
+    APScheduler 3.x reads day-of-week numbers as 0 = Monday (its issue #286) and refuses
+    ranges that wrap; crontab's meaning is computed here and handed over as names.
+    """
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        spec, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"day-of-week step {step_text!r} must be positive")
+        if spec == "*":
+            first, last = 0, 6
+        elif "-" in spec:
+            low, high = spec.split("-", 1)
+            first, last = _crontab_day(low), _crontab_day(high)
+            if high.strip() == "7":
+                last = 7  # "5-7" is Friday to Sunday
+        else:
+            first = last = _crontab_day(spec)
+            if step_text:
+                last = 6
+        if last < first:
+            raise ValueError(f"day-of-week range {spec!r} runs backwards")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_DAY_NAMES[day] for day in sorted(days))
 
 
 def cron_trigger(expression: str) -> CronTrigger:
-    """A CronTrigger for a five-field crontab line, weekdays numbered as crontab does.
-
-    APScheduler 3.x reads day-of-week numbers as 0 = Monday (its issue #286); crontab, and
-    users, mean 0 (or 7) = Sunday. Numbers are turned into names before parsing.
-    """
+    """A CronTrigger for a five-field crontab line (UTC), weekdays as crontab means them."""
     fields = expression.split()
-    if len(fields) == 5:
-        fields[4] = _WEEKDAY_NUMBER.sub(lambda m: _WEEKDAYS[int(m.group(1))], fields[4])
+    if len(fields) != 5:
+        raise ValueError(f"{expression!r} is not a five-field crontab expression")
+    fields[4] = crontab_weekdays(fields[4])
     return CronTrigger.from_crontab(" ".join(fields), timezone=UTC_NAME)
 
 

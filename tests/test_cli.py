@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 from cliutil import history, run_cli, write_config
@@ -135,3 +138,44 @@ def test_runs_are_logged(tmp_path, site):
     ]
     assert runs[1]["counts"] == {"new": 1, "gone": 1}
     assert runs[0]["ended_at"] >= runs[0]["started_at"] >= runs[1]["ended_at"]
+
+
+@pytest.mark.browser
+def test_sigterm_during_set_up_ends_the_run_cleanly(tmp_path, site):
+    """SIGTERM while run-once registers its lists (before the crawl): exit 0, logged."""
+    listing = tmp_path / "many.toml"
+    listing.write_text(
+        "".join(f'[[citation]]\nurl = "{site.url("/static.html")}?n={i}"\n' for i in range(3000))
+    )
+    config = write_config(
+        tmp_path / "c.toml",
+        f"file://{tmp_path / 'store'}",
+        extra='\n[sources]\nlists = ["many.toml"]\n',
+    )
+    lock = load_config(config).lock_path
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crawler.cli", "--config", str(config), "run-once"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The run holds its lock from the start of set-up: that is the event to wait for.
+    while proc.poll() is None:
+        if lock.exists():
+            with open(lock, "a") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted" in out
+    [run] = json.loads(run_cli(config, "runs", "--json").out)
+    assert run["status"] == "interrupted" and run["ended_at"]
+    store = tmp_path / "store"
+    for manifest in store.glob("captures/*/*.json"):
+        for meta in json.loads(manifest.read_text())["artifacts"].values():
+            sha = meta["sha256"]
+            assert (store / "blobs" / "sha256" / sha[:2] / sha[2:4] / sha).exists()

@@ -90,8 +90,8 @@ WEEKDAY_CASES = [
     ("1-5", day(30)),
     ("6,0", day(28)),
 ]
-# Crontab spellings the rules get wrong for now (see the xfail reason).
-WEEKDAY_CASES_OPEN = [
+# Sunday as 7, ranges from Sunday, steps: crontab's meaning, not APScheduler 3.x's.
+WEEKDAY_RANGES = [
     ("7", day(29)),  # Sunday too
     ("5-7", day(28)),  # Friday to Sunday
     ("0-4", day(29)),  # Sunday to Thursday
@@ -100,22 +100,16 @@ WEEKDAY_CASES_OPEN = [
 ]
 
 
-@pytest.mark.parametrize(("weekdays", "expected"), WEEKDAY_CASES)
-def test_cron_rule_weekday_numbers_follow_crontab(weekdays, expected):
+@pytest.mark.parametrize(("weekdays", "expected"), WEEKDAY_CASES + WEEKDAY_RANGES)
+def test_cron_rule_weekdays_follow_crontab(weekdays, expected):
     rules = [ScheduleRule(host="a.example", cron=f"0 6 * * {weekdays}")]
     assert due(row("https://a.example/x"), rules=rules) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config validation parses the raw expression (7 is refused) while "
-    "crawler.schedule.cron_trigger maps numbers to names one by one: 'sun-thu' is an empty "
-    "range in APScheduler 3.x (Monday first), '*/2' steps over its Monday-first numbers",
-)
-@pytest.mark.parametrize(("weekdays", "expected"), WEEKDAY_CASES_OPEN)
-def test_cron_rule_weekday_ranges_from_sunday(weekdays, expected):
-    rules = [ScheduleRule(host="a.example", cron=f"0 6 * * {weekdays}")]
-    assert due(row("https://a.example/x"), rules=rules) == expected
+@pytest.mark.parametrize("weekdays", ["8", "sat-sun", "5-2", "*/0", "funday"])
+def test_impossible_weekdays_are_refused_when_the_config_is_read(weekdays):
+    with pytest.raises(ValueError, match="day"):
+        ScheduleRule(host="a.example", cron=f"0 6 * * {weekdays}")
 
 
 def test_first_matching_rule_wins():
