@@ -197,6 +197,7 @@ class Index:
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         with self._errors("create the schema"):
             _metadata.create_all(self._engine)
+            _add_new_columns(self._engine)
 
     def close(self) -> None:
         """Release every connection."""
@@ -430,6 +431,29 @@ class Index:
             "sources": [asdict(row) for row in sources],
             "captures": [asdict(row) for row in captures],
         }
+
+
+def _add_new_columns(engine: sa.Engine) -> None:
+    """Bring an index made by an earlier version up to date: add the columns it lacks.
+
+    Every column added since the first release is nullable, so ALTER TABLE ADD COLUMN is
+    enough (and is what SQLite and PostgreSQL both support); their values come back with
+    the next capture, or at once with `citearchive reindex`.
+    """
+    inspector = sa.inspect(engine)
+    for table in _metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise StorageError(
+                    f"index table {table.name} lacks column {column.name}: rebuild it with "
+                    "`citearchive reindex` into a new index file"
+                )
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _refresh_last_captured(conn: sa.Connection, source_id: str) -> None:

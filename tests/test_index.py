@@ -262,3 +262,29 @@ def test_unusable_database_is_a_storage_error(tmp_path):
         Index(f"sqlite:///{blocker}/index.sqlite")  # its directory cannot be created
     with pytest.raises(StorageError, match="cannot create the schema"):
         Index(f"sqlite:///{tmp_path}")  # a directory is not a database file
+
+
+def test_an_index_from_an_earlier_version_gains_the_new_columns(tmp_path):
+    import sqlalchemy as sa
+
+    path = tmp_path / "old.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:  # the first release's sources table, with one source
+        conn.execute(
+            sa.text(
+                "CREATE TABLE sources (id VARCHAR(64) PRIMARY KEY, canonical_url TEXT NOT NULL, "
+                "urls JSON NOT NULL, added_at VARCHAR(32) NOT NULL, citations JSON NOT NULL, "
+                "last_captured_at VARCHAR(32))"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sources VALUES ('s1', 'https://e.org/', '[]', "
+                "'2026-01-01T00:00:00.000000Z', '[]', NULL)"
+            )
+        )
+    engine.dispose()
+    index = Index(f"sqlite:///{path}")
+    [row] = index.list_sources()
+    assert (row.id, row.removed_at, row.next_due_at) == ("s1", None, None)
+    index.close()
