@@ -159,7 +159,7 @@ def get(
 ) -> None:
     """A preserved copy of a source."""
     try:
-        when = parse_time(at) if at else None
+        when = parse_time(at) if at is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from exc
     app = App.open(_config(ctx))
