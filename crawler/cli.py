@@ -29,6 +29,7 @@ from crawler.fileout import write_atomically
 from crawler.reports import capture_record, history_table, status_records, status_table
 from crawler.runonce import execute
 from crawler.sources import Citation, register
+from crawler.web.cli import serve_cmd
 from storage.runlog import RunLog
 
 EXIT_STORE_FAILED = 6
@@ -194,6 +195,7 @@ for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(diff_cmd)
 cli.add_command(schedule_cmd)
+cli.add_command(serve_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
