@@ -3,10 +3,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
+TOOLS   := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG  ?= config/citearchive.toml
 
-.PHONY: install chromium run test lint bench clean
+.PHONY: install chromium tools run test lint bench clean
 
 install: $(STAMP) chromium
 
@@ -15,6 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# pywb and py-wacz (export tests): their own venv, they pin old redis/cryptography.
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --upgrade pip
+	$(TOOLS)/bin/pip install -q pywb wacz
+	touch $(TOOLS_STAMP)
 
 # Debian's Chromium, driven by Playwright through executable_path (never `playwright install`).
 chromium:
@@ -28,11 +39,11 @@ run: install
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: install lint
+test: install tools lint
 	$(BIN)/pytest -q
 
 bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) archive .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) archive .pytest_cache .ruff_cache

@@ -25,6 +25,7 @@ from crawler.daemon import schedule_cmd
 from crawler.diff_cli import diff_cmd
 from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
+from crawler.export_cli import export_cmd
 from crawler.fileout import write_atomically
 from crawler.reports import capture_record, history_table, status_records, status_table
 from crawler.runonce import execute
@@ -196,6 +197,7 @@ for _command in COMMANDS:
 cli.add_command(diff_cmd)
 cli.add_command(schedule_cmd)
 cli.add_command(serve_cmd)
+cli.add_command(export_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
