@@ -25,11 +25,13 @@ from crawler.daemon import schedule_cmd
 from crawler.diff_cli import diff_cmd
 from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
+from crawler.export_cli import export_cmd
 from crawler.fileout import write_atomically
 from crawler.report_cli import report_cmd
 from crawler.reports import capture_record, history_table, status_records, status_table
 from crawler.runonce import execute
 from crawler.sources import Citation, register
+from crawler.web.cli import serve_cmd
 from storage.runlog import RunLog
 
 EXIT_STORE_FAILED = 6
@@ -196,6 +198,8 @@ for _command in COMMANDS:
 cli.add_command(diff_cmd)
 cli.add_command(schedule_cmd)
 cli.add_command(report_cmd)
+cli.add_command(serve_cmd)
+cli.add_command(export_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
