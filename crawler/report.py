@@ -444,17 +444,14 @@ def robust_links(data: bytes, citations: list[dict]) -> bytes:
     parser.feed(text)
     parser.close()
     elements = list(tree.iter("a"))
-    tags = parser.tags
-    spliced = len(tags) == len(elements) and all(
-        elements[n].get("href") == tags[n][2]
-        or (elements[n].get("href") or "").strip() == (tags[n][2] or "").strip()
-        for n in found
-    )
-    if spliced and all(not any(k in tags[n][1] for k in ("data-versionurl",)) for n in found):
+    tags = _align(elements, parser.tags)
+    if tags is not None and all("data-versionurl" not in tags[n][1] for n in found):
         pieces, last = [], 0
         for n in sorted(found):
             offset, tag_text, _ = tags[n]
-            end = offset + len(tag_text) - (2 if tag_text.endswith("/>") else 1)
+            # Before the closing ">": also right for an unquoted href ending in "/", and a
+            # "/" of "<a .../>" left before the attributes is ignored by HTML parsers.
+            end = offset + len(tag_text) - 1
             attrs = "".join(f' {k}="{_attr(v)}"' for k, v in found[n]["attributes"].items() if v)
             pieces += [text[last:end], attrs]
             last = end
@@ -466,6 +463,23 @@ def robust_links(data: bytes, citations: list[dict]) -> bytes:
                 elements[n].set(key, value)
     doctype = tree.getroottree().docinfo.doctype
     return lxml.html.tostring(tree, encoding=encoding, doctype=doctype or None)
+
+
+def _align(elements: list, tags: list[tuple[int, str, str | None]]) -> list | None:
+    """The start tag of each parsed ``a`` element, in order, matched by href; the raw text
+    may hold more ``<a`` tags than the tree (inside ``textarea``, ``title``...), which are
+    skipped. None when some element has no tag."""
+    matched = []
+    position = 0
+    for el in elements:
+        href = (el.get("href") or "").strip()
+        while position < len(tags) and (tags[position][2] or "").strip() != href:
+            position += 1
+        if position == len(tags):
+            return None
+        matched.append(tags[position])
+        position += 1
+    return matched
 
 
 def _attr(value: str) -> str:

@@ -280,3 +280,67 @@ def test_not_imported_is_exit_3(world, tmp_path):
     res = run_cli(world["config"], "report", str(tmp_path / "other.html"))
     assert res.code == 3
     assert str(tmp_path / "other.html") in res.err
+
+
+def test_citations_come_in_document_order(world, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text(f"First {B} here.\nThen {C} there.\nAnd {B} again.\n")
+    assert run_cli(world["config"], "import", str(notes)).code == 0
+    report = json.loads(_report_of(world, notes, "--format", "json").out)
+    got = [(c["url"], c["location"]) for c in report["citations"]]
+    assert got == [(B, "line 1"), (C, "line 2"), (B, "line 3")]
+    assert report["summary"].startswith("3 citations: 0 live, 2 changed, 1 gone")
+
+
+def _report_of(world, doc, *args):
+    res = run_cli(world["config"], "report", str(doc), *args)
+    assert res.code == 0, res.err
+    return res
+
+
+LATIN1 = (
+    '<!DOCTYPE html>\n<html><head><meta charset="iso-8859-1"><title>T <a href="{u}">x</a>'
+    "</title></head><body><nav><a href='{nav}'>Caf\xe9</a></nav><article>"
+    "<p>Le caf\xe9 a <a href={u}/>r\xe9pondu</a>.</p>"
+    '<textarea><a href="{u}/">not a link</a></textarea>'
+    '<p>Et <a href="{u}/x?a=1&amp;b=2" >l\xe0</a>.</p></article></body></html>'
+)
+
+
+def _cited(data, name="doc.html"):
+    parsed = parse_document(data, name)
+    return [
+        {"url": link.url, "location": link.location, "attributes": {"data-originalurl": link.url}}
+        for link in parsed.links
+    ]
+
+
+def test_robust_links_keep_other_bytes_and_the_encoding():
+    from crawler.report import robust_links
+
+    data = LATIN1.format(u="https://e.org", nav=NAV).encode("iso-8859-1")
+    cited = _cited(data)
+    assert [c["url"] for c in cited] == ["https://e.org/", "https://e.org/x?a=1&b=2"]
+    out = robust_links(data, cited)
+    assert b'<a href=https://e.org/ data-originalurl="https://e.org/">r\xe9pondu' in out
+    assert b'<a href="https://e.org/x?a=1&amp;b=2"  data-originalurl=' in out
+    stripped = out.replace(b' data-originalurl="https://e.org/"', b"", 1).replace(
+        b' data-originalurl="https://e.org/x?a=1&amp;b=2"', b"", 1
+    )
+    assert stripped == data  # the title, the textarea and the nav untouched, latin-1 kept
+
+
+def test_robust_links_fall_back_to_lxml_when_tags_do_not_match(monkeypatch):
+    import lxml.html
+
+    from crawler import report
+
+    monkeypatch.setattr(report, "_align", lambda elements, tags: None)
+    data = ARTICLE.encode("utf-8")
+    cited = _cited(data)
+    out = report.robust_links(data, cited)
+    tree = lxml.html.document_fromstring(out)
+    marked = [a.get("data-originalurl") for a in tree.iter("a") if a.get("data-originalurl")]
+    assert marked == [A, B, C, D]
+    assert tree.xpath("//nav/a")[0].attrib == {"class": "menu", "href": NAV}
+    assert out.startswith(b"<!DOCTYPE html>")
