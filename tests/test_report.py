@@ -344,3 +344,59 @@ def test_robust_links_fall_back_to_lxml_when_tags_do_not_match(monkeypatch):
     assert marked == [A, B, C, D]
     assert tree.xpath("//nav/a")[0].attrib == {"class": "menu", "href": NAV}
     assert out.startswith(b"<!DOCTYPE html>")
+
+
+def test_article_imported_by_url(tmp_path):
+    from crawler.sources import Citation, register
+
+    config = write_config(tmp_path / "c.toml", f"file://{tmp_path / 'store'}")
+    url = "https://news.example/story.html"  # without .html it reads as text (see report)
+    dom = ARTICLE.replace(f'href="{A}"', 'href="/alert?utm_source=feed"').encode()
+    app = App.open(load_config(str(config)))
+    try:
+        register(app.archive, app.index, [Citation(url)], app.canonical)
+        item = CaptureItem(
+            source_id=source_id(url), url=url, captured_at="2026-01-01T00:00:00.000000Z",
+            final_url=url, http_status=200, media_type="text/html", dom=dom,
+        )  # fmt: skip
+        store_capture(app.archive, app.index, item)
+        parsed = parse_document(f'<base href="{url}">'.encode() + dom, url)
+        import_document(app.archive, app.index, parsed, url, app.canonical)
+    finally:
+        app.close()
+    out = tmp_path / "linked.html"
+    res = run_cli(config, "report", url, "--format", "json", "--robust-links", str(out))
+    assert res.code == 0, res.err
+    report = json.loads(res.out)
+    assert report["document"] == url
+    assert [c["url"] for c in report["citations"]] == [
+        "https://news.example/alert?utm_source=feed", B, C, D,
+    ]  # fmt: skip
+    data = out.read_bytes()
+    assert data.startswith(b"<!DOCTYPE html>")  # the DOM as captured, without the <base>
+    assert b'href="/alert?utm_source=feed" data-originalurl="https://news.example/alert' in data
+
+
+def test_version_capture_choice():
+    from crawler.report import version_capture
+    from storage.index import CaptureRow
+
+    def row(n, when, verdict):
+        return CaptureRow(
+            id=f"c{n}", source_id="s", captured_at=when, verdict=verdict, reason=None,
+            http_status=200, final_url=None, error=None, manifest_key="k",
+            manifest_sha256="0" * 64, text_sha256=None, artifacts={},
+        )  # fmt: skip
+
+    rows = [
+        row(1, "2026-01-01T00:00:00.000000Z", "unreachable"),
+        row(2, "2026-02-01T00:00:00.000000Z", "new"),
+        row(3, "2026-03-01T00:00:00.000000Z", "changed"),
+        row(4, "2026-04-01T00:00:00.000000Z", "gone"),
+        row(5, "2026-05-01T00:00:00.000000Z", "restored"),
+    ]
+    assert version_capture(rows, "2026-03-01T00:00:00.000000Z").id == "c3"  # at: included
+    assert version_capture(rows, "2026-04-15T00:00:00.000000Z").id == "c3"  # gone skipped
+    assert version_capture(rows, "2026-01-15T00:00:00.000000Z").id == "c2"  # first after
+    assert version_capture(rows, None).id == "c2"
+    assert version_capture(rows[:1], "2026-06-01T00:00:00.000000Z") is None
