@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 import click
@@ -41,8 +43,21 @@ def fetch_article(app: App, url: str, log_level: str) -> ParsedDocument:
         raise UnreadableDocument(f"{url}: cannot render the article: {reason}")
     dom = app.archive.get_blob(capture.artifacts["dom"]["sha256"])
     # Relative links resolve against where the article really is, after redirects.
-    base = f'<base href="{capture.final_url or url}">'.encode()
-    return parse_document(base + dom if b"<base " not in dom[:4096] else dom, url)
+    return parse_document(with_base(dom, capture.final_url or url), url)
+
+
+_HEAD = re.compile(rb"<head(?:\s[^>]*)?>", re.IGNORECASE)
+
+
+def with_base(dom: bytes, base_url: str) -> bytes:
+    """The rendered DOM with a ``<base href>`` inside its head (unless it has one)."""
+    if re.search(rb"<base\s", dom[:65536], re.IGNORECASE):
+        return dom
+    tag = f'<base href="{html.escape(base_url, quote=True)}">'.encode()
+    head = _HEAD.search(dom)
+    if head is not None:
+        return dom[: head.end()] + tag + dom[head.end() :]
+    return tag + dom
 
 
 def _document_ref(app: App, document: str) -> str:

@@ -105,7 +105,7 @@ def test_remove_by_url_and_by_document(config, tmp_path):
 def test_import_then_capture_from_a_local_site(config, tmp_path):
     site = FixtureSite().start()
     try:
-        site.pages["/article.html"] = (
+        site.pages["/news/story"] = (
             200,
             "text/html; charset=utf-8",
             html(
@@ -117,9 +117,9 @@ def test_import_then_capture_from_a_local_site(config, tmp_path):
             ),
             {},
         )
-        res = run_cli(config, "import", site.url("/article.html"))
+        res = run_cli(config, "import", site.url("/news/story"))
         assert res.code == 0, res.err
-        cited = sources(config, "--document", site.url("/article.html"))
+        cited = sources(config, "--document", site.url("/news/story"))
         assert sorted(s["url"] for s in cited) == [site.url("/doc.pdf"), site.url("/static.html")]
         anchors = {s["url"]: s["citations"][0]["anchor"] for s in cited}
         assert anchors[site.url("/static.html")] == "in an alert"
@@ -127,7 +127,7 @@ def test_import_then_capture_from_a_local_site(config, tmp_path):
         for url in (site.url("/static.html"), site.url("/doc.pdf")):
             assert [c["verdict"] for c in history(config, url)] == ["new"]
         # The article itself was rendered and kept as a source too.
-        assert history(config, site.url("/article.html"))[0]["http_status"] == 200
+        assert history(config, site.url("/news/story"))[0]["http_status"] == 200
         assert site.hits["/nav-target"] == 0
     finally:
         site.stop()
