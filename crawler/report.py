@@ -22,7 +22,7 @@ from crawler.archiving import checkable
 from crawler.errors import NotFoundError, UsageError
 from crawler.importer import document_id
 from crawler.readers import UnreadableDocument, parse_document, read_document
-from crawler.reports import source_state
+from crawler.reports import capture_summary, source_state
 from crawler.verdict import UNREACHABLE
 from storage.ids import parse_rfc3339, source_id
 from storage.index import CaptureRow, SourceRow
@@ -193,15 +193,7 @@ def build_report(app: App, document: str, ui_url: str | None = None) -> dict:
                 "health": _health(state, last_change, passage_status),
                 "verdict": latest.verdict if latest else None,
                 "reason": latest.reason if latest else None,
-                "latest_capture": None
-                if latest is None
-                else {
-                    "id": latest.id,
-                    "captured_at": latest.captured_at,
-                    "verdict": latest.verdict,
-                    "reason": latest.reason,
-                    "http_status": latest.http_status,
-                },
+                "latest_capture": None if latest is None else capture_summary(latest),
                 "captures": len(rows),
                 "last_change": last_change,
                 "passage_status": passage_status,

@@ -25,6 +25,18 @@ def capture_record(row: CaptureRow) -> dict:
     return record
 
 
+def capture_summary(row: CaptureRow) -> dict:
+    """The few fields of a capture that lists of sources show."""
+    return {
+        "id": row.id,
+        "captured_at": row.captured_at,
+        "verdict": row.verdict,
+        "reason": row.reason,
+        "http_status": row.http_status,
+        "final_url": row.final_url,
+    }
+
+
 def source_state(captures: list[CaptureRow], dead_after: int) -> str:
     """One word for a source: pending, live, gone, unreachable, or dead (N misses in a row)."""
     if not captures:
@@ -54,16 +66,7 @@ def status_records(index: Index, dead_after: int = 3) -> list[dict]:
                 "urls": source.urls,
                 "citations": source.citations,
                 "added_at": source.added_at,
-                "latest": None
-                if latest is None
-                else {
-                    "id": latest.id,
-                    "captured_at": latest.captured_at,
-                    "verdict": latest.verdict,
-                    "reason": latest.reason,
-                    "http_status": latest.http_status,
-                    "final_url": latest.final_url,
-                },
+                "latest": None if latest is None else capture_summary(latest),
                 "verdict": latest.verdict if latest else None,
                 "state": source_state(captures, dead_after),
                 "next_due_at": source.next_due_at,

@@ -9,6 +9,8 @@ import io
 import zipfile
 from xml.sax.saxutils import escape, quoteattr
 
+from fixture_site import assemble_pdf
+
 NEWS_ARTICLE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Flood report</title>
 <link rel="canonical" href="https://news.example/2024/floods/">
@@ -88,19 +90,7 @@ def make_link_pdf(
             f"<< /Type /Annot /Subtype /Link /Rect [{box}] /Border [0 0 0] "
             f"/A << /S /URI /URI {_pdf_string(uri)} >> >>".encode()
         )
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 # --- DOCX -------------------------------------------------------------------------------
