@@ -8,12 +8,7 @@ from storage.index import CaptureRow, Index
 def capture_record(row: CaptureRow) -> dict:
     """One capture as ``history --json`` gives it: the contract fields, then the rest."""
     record = {
-        "id": row.id,
-        "captured_at": row.captured_at,
-        "verdict": row.verdict,
-        "reason": row.reason,
-        "http_status": row.http_status,
-        "final_url": row.final_url,
+        **capture_summary(row),
         "error": row.error,
         "manifest": row.manifest_key,
         "manifest_sha256": row.manifest_sha256,
