@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from crawler.config import Config
+from crawler.config import Config, load_config
 from crawler.errors import LockedError, NotFoundError, StorageError
 from crawler.urls import with_scheme
 from storage.archive import Archive
@@ -33,6 +34,11 @@ class App:
 
     def close(self) -> None:
         self.index.close()
+
+    @classmethod
+    def for_command(cls, ctx: Any) -> App:
+        """The App of a CLI command: the config named by the group's ``--config``."""
+        return cls.open(load_config(ctx.obj["config_path"]))
 
     def canonical(self, url: str) -> str:
         """The canonical form of ``url`` under this config's tracking-parameter list."""

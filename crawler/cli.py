@@ -71,7 +71,7 @@ def _config(ctx: click.Context) -> Config:
 @click.pass_context
 def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None:
     """Register sources by hand."""
-    app = App.open(_config(ctx))
+    app = App.for_command(ctx)
     try:
         citations = [Citation(u, document) for u in urls]
         records = register(app.archive, app.index, citations, app.canonical)
@@ -102,7 +102,7 @@ def run_once(ctx: click.Context, everything: bool, limit: int | None) -> None:
 @click.pass_context
 def runs(ctx: click.Context, as_json: bool, limit: int) -> None:
     """Recent runs: start, end, status, counts and errors (newest first)."""
-    app = App.open(_config(ctx))
+    app = App.for_command(ctx)
     try:
         records = RunLog(app.index).recent(limit)
     finally:
@@ -122,7 +122,7 @@ def runs(ctx: click.Context, as_json: bool, limit: int) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Each source with its latest verdict."""
-    app = App.open(_config(ctx))
+    app = App.for_command(ctx)
     try:
         records = status_records(app.index, app.config.verdicts.dead_after)
     finally:
@@ -136,7 +136,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def history(ctx: click.Context, url: str, as_json: bool) -> None:
     """One source's captures, oldest first."""
-    app = App.open(_config(ctx))
+    app = App.for_command(ctx)
     try:
         source = app.source_for(url)
         rows = [capture_record(r) for r in app.index.captures(source.id)]
@@ -165,7 +165,7 @@ def get(
         when = parse_time(at) if at is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from exc
-    app = App.open(_config(ctx))
+    app = App.for_command(ctx)
     try:
         row = app.capture_at(app.source_for(url), when, None if as_json else artifact)
         if as_json:
@@ -185,7 +185,7 @@ def get(
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
     """Rebuild the index from the store alone."""
-    app = App.open(_config(ctx))
+    app = App.for_command(ctx)
     try:
         sources, captures = app.index.rebuild(app.archive)
     finally:

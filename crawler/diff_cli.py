@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from crawler.app import App
-from crawler.config import load_config
 from crawler.diffing import DiffSide, html_diff, json_diff, text_diff
 from crawler.errors import NotFoundError, UsageError
 from crawler.fileout import write_atomically
@@ -95,7 +94,7 @@ def diff_cmd(
 
     By default the latest capture is compared with the previous one whose content differs.
     """
-    app = App.open(load_config(ctx.obj["config_path"]))
+    app = App.for_command(ctx)
     try:
         source = app.source_for(url)
         rows = app.index.captures(source.id)

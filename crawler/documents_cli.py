@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from crawler.app import App
-from crawler.config import load_config
 from crawler.errors import NotFoundError, UsageError
 from crawler.importer import ImportReport, document_id, import_document
 from crawler.readers import ParsedDocument, UnreadableDocument, parse_document, read_document
@@ -19,7 +18,7 @@ from storage.ids import source_id, utc_now_rfc3339
 
 
 def _open(ctx: click.Context) -> App:
-    return App.open(load_config(ctx.obj["config_path"]))
+    return App.for_command(ctx)
 
 
 def fetch_article(app: App, url: str, log_level: str) -> ParsedDocument:

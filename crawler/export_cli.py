@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from crawler.app import App
-from crawler.config import load_config
 from crawler.export import choose_captures, export_wacz, export_warcs, resolve_sources
 
 
@@ -28,7 +27,7 @@ def export_cmd(
     """Export captures (of these URLs or documents; default all) as WARC files or a WACZ."""
     if (wacz is None) == (warc_dir is None):
         raise click.UsageError("give exactly one of --wacz FILE or --warc DIR")
-    app = App.open(load_config(ctx.obj["config_path"]))
+    app = App.for_command(ctx)
     try:
         sources = resolve_sources(app, refs)
         chosen = choose_captures(app, sources, latest=latest)

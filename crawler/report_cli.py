@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from crawler.app import App
-from crawler.config import load_config
 from crawler.fileout import write_atomically
 from crawler.report import build_report, robust_links_document, to_html, to_markdown
 
@@ -44,7 +43,7 @@ def report_cmd(
     ui_url: str | None,
 ) -> None:
     """The citation health of an imported document (path or URL, as `import` took it)."""
-    app = App.open(load_config(ctx.obj["config_path"]))
+    app = App.for_command(ctx)
     try:
         report = build_report(app, document, ui_url)
         linked = robust_links_document(app, report, report["kind"]) if robust else None
