@@ -10,7 +10,8 @@ handful of types and the CLI maps each to a documented exit code.
     │   └── InvalidURLError     a URL that cannot be a source
     ├── StorageError        the object store or the index failed                (exit 4)
     │   ├── BlobNotFound        a blob or manifest key is missing
-    │   └── IntegrityError      stored bytes do not match their hash / chain
+    │   ├── IntegrityError      stored bytes do not match their hash / chain
+    │   └── StoreUnavailable    the store did not answer (network, timeout, 5xx): transient
     ├── LockedError         another run holds the lock                          (exit 5)
     ├── NotFoundError       a source or capture the user named does not exist   (exit 3)
     └── CaptureError        one source could not be captured (recorded, never fatal)
@@ -58,6 +59,10 @@ class BlobNotFound(StorageError):
 
 class IntegrityError(StorageError):
     """Stored bytes do not match their recorded hash, or a hash chain is broken."""
+
+
+class StoreUnavailable(StorageError):
+    """The store did not answer in time or answered 5xx; worth retrying later."""
 
 
 class LockedError(CitearchiveError):
