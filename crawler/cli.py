@@ -8,6 +8,7 @@ Exit codes (a cron wrapper can act on them; see README):
     4  the store or the index failed
     5  another run holds the lock
     6  the run finished but some captures could not be stored
+    7  verify found damage: a manifest, blob or hash chain does not check out
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from crawler.report_cli import report_cmd
 from crawler.reports import capture_record, history_table, status_records, status_table
 from crawler.runonce import execute
 from crawler.sources import Citation, register
+from crawler.verify_cli import verify_cmd
 from crawler.web.cli import serve_cmd
 from storage.runlog import RunLog
 
@@ -200,6 +202,7 @@ cli.add_command(schedule_cmd)
 cli.add_command(report_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(export_cmd)
+cli.add_command(verify_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
