@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from crawler.errors import ConfigError
 from crawler.urls import canonicalize
@@ -50,6 +57,18 @@ class CrawlConfig(_Section):
     viewport_height: Annotated[int, Field(ge=200, le=4000)] = 900
     max_screenshot_height: Annotated[int, Field(ge=200, le=100_000)] = 20_000
     pages_per_context: Annotated[int, Field(ge=1, le=10_000)] = 50
+    # "HOST:PORT" endpoints allowed despite the private-address guard (docs/security.md).
+    allow_hosts: list[str] = []
+    max_body_mb: Annotated[float, Field(gt=0, le=4096)] = 50.0  # one response body, decoded
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _endpoints(cls, entries: list[str]) -> list[str]:
+        from crawler.netguard import parse_endpoint
+
+        for entry in entries:
+            parse_endpoint(entry)  # ValueError names the entry
+        return entries
 
 
 class ScheduleRule(_Section):
