@@ -5,7 +5,9 @@ is checked here. By default only globally routable unicast addresses are allowed
 private, link-local (including the cloud metadata address 169.254.169.254), shared address space
 (100.64.0.0/10), multicast, reserved and unspecified addresses are refused, as are IPv6 forms
 that embed such an IPv4 address (IPv4-mapped, 6to4, NAT64). ``allow_private_networks = true``
-in the config lifts the address check (for tests against servers on loopback).
+in the config lifts the address check (for tests against servers on loopback);
+``allow_hosts = ["HOST:PORT", ...]`` lifts it for those endpoints only (an intranet wiki, a
+test site), everything else staying refused.
 
 ``check_url`` never touches the network; ``resolve``/``resolve_async`` resolve a host name and
 refuse it if *any* of its addresses is refused, so a caller that connects to one of the returned
@@ -15,19 +17,22 @@ addresses connects to an address that was checked (no DNS-rebinding window).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from crawler.errors import CaptureError, DestinationRefused
 
-__all__ = ["ALLOWED_SCHEMES", "DestinationPolicy"]
+__all__ = ["ALLOWED_SCHEMES", "DestinationPolicy", "parse_endpoint"]
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -79,6 +84,14 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _numeric_ipv4(host: str) -> str | None:
     """The dotted IPv4 address a numeric host such as "2130706433" stands for, else None."""
     if not _NUMERIC_HOST.fullmatch(host):
@@ -87,6 +100,25 @@ def _numeric_ipv4(host: str) -> str | None:
         return socket.inet_ntoa(socket.inet_aton(host))
     except OSError:
         return None
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """ "host:port" or "[v6]:port" -> (normalised host, port); ValueError names the problem."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+        raise ValueError(f"{_one_line(text)!r} is not HOST:PORT")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError(f"{_one_line(text)!r}: write an IPv6 address as [ADDRESS]:PORT")
+    host = host.strip("[]").rstrip(".").lower()
+    if not host or any(ch.isspace() or ch in "/\\@#?[]" for ch in host):
+        raise ValueError(f"{_one_line(text)!r} has no valid host")
+    with contextlib.suppress(ValueError):  # a DNS name stays as it is
+        host = str(ipaddress.ip_address(host))
+    return host, int(port)
+
+
+# A resolver stand-in: (host, port) -> addresses. OSError means "cannot resolve".
+Resolver = Callable[[str, int], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +130,23 @@ class DestinationPolicy:
     """
 
     allow_private_networks: bool = False
+    # "HOST:PORT" endpoints reachable whatever their address; a name listed here may resolve
+    # to any address, an address listed here is allowed on that port only.
+    allow_hosts: tuple[str, ...] = ()
+    # Replaces the system resolver (getaddrinfo) when set: tests, or a pinned resolver.
+    resolver: Resolver | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        endpoints = frozenset(parse_endpoint(e) for e in self.allow_hosts)
+        object.__setattr__(self, "_endpoints", endpoints)
+
+    def _listed(self, host: str, port: int | None) -> bool:
+        if port is None or not self._endpoints:  # type: ignore[attr-defined]
+            return False
+        host = host.strip("[]").rstrip(".").lower()
+        with contextlib.suppress(ValueError):
+            host = str(ipaddress.ip_address(host))
+        return (host, port) in self._endpoints  # type: ignore[attr-defined]
 
     def check_url(self, url: str) -> None:
         """Refuse ``url`` unless it is http(s) with a host; check a literal IP host. No DNS."""
@@ -115,9 +164,9 @@ class DestinationPolicy:
             )
         if not host:
             raise DestinationRefused(f"{_one_line(url)} has no host")
-        self.check_host(host)
+        self.check_host(host, parts.port or DEFAULT_PORTS[scheme])
 
-    def check_host(self, host: str) -> None:
+    def check_host(self, host: str, port: int | None = None) -> None:
         """Refuse a host name that is not a valid DNS name or that is a refused literal IP."""
         host = host.strip("[]").rstrip(".").lower()
         if not host or any(ch.isspace() or ord(ch) < 0x20 or ch in "/\\@#?" for ch in host):
@@ -129,9 +178,9 @@ class DestinationPolicy:
             except ValueError:
                 return  # a DNS name: resolve() decides
             literal = host
-        self.check_address(literal)
+        self.check_address(literal, port)
 
-    def check_address(self, ip: str) -> None:
+    def check_address(self, ip: str, port: int | None = None) -> None:
         """Refuse ``ip`` unless it is a global unicast address (or private networks are allowed).
 
         The one place an address is judged: ``check_url`` and ``resolve`` call it too.
@@ -140,7 +189,7 @@ class DestinationPolicy:
             addr = ipaddress.ip_address(ip)
         except ValueError as exc:
             raise DestinationRefused(f"{_one_line(ip)!r} is not an IP address") from exc
-        if self.allow_private_networks:
+        if self.allow_private_networks or self._listed(str(addr), port):
             return
         mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
         why = _why_not_global(mapped if mapped is not None else addr)
@@ -149,58 +198,64 @@ class DestinationPolicy:
                 why = f"IPv4-mapped {mapped}, {why}"
             raise DestinationRefused(f"{_one_line(ip)} is not a public address ({why})")
 
-    def _addresses(self, host: str, infos: list[tuple]) -> list[str]:
-        seen: list[str] = []
-        for info in infos:
-            address = str(info[4][0])
-            if address not in seen:
-                seen.append(address)
+    def _addresses(self, host: str, port: int, found: Sequence[str]) -> list[str]:
+        seen = list(dict.fromkeys(found))
         if not seen:
             raise CaptureError(f"cannot resolve {_one_line(host)}: no addresses")
+        if self._listed(host, port):
+            return seen  # an allowed name: whatever it resolves to
         for address in seen:
             try:
-                self.check_address(address)
+                self.check_address(address, port)
             except DestinationRefused as exc:
                 if host.strip("[]") == address:
                     raise
                 raise DestinationRefused(f"{_one_line(host)}: {exc}") from None
         return seen
 
-    @staticmethod
-    def _getaddrinfo(host: str, port: int) -> list[tuple]:
+    def _lookup(self, host: str, port: int) -> list[str]:
         try:
-            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+            if self.resolver is not None:
+                return [str(a) for a in self.resolver(host, port)]
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+            return [str(info[4][0]) for info in infos]
         except (OSError, UnicodeError) as exc:
             raise CaptureError(f"cannot resolve {_one_line(host)}: {exc}") from exc
 
-    def _prepare(self, host: str) -> str:
-        self.check_host(host)
+    def _prepare(self, host: str, port: int) -> str:
+        self.check_host(host, port)
         host = host.strip("[]").rstrip(".")
         return _numeric_ipv4(host) or host
 
     def resolve(self, host: str, port: int, timeout: float = 10.0) -> list[str]:
         """Resolve ``host``; refuse it if any address is refused; return the checked addresses."""
-        name = self._prepare(host)
-        future = _DNS_POOL.submit(self._getaddrinfo, name, port)
+        name = self._prepare(host, port)
+        if _is_ip(name):
+            return self._addresses(host, port, [name])  # a literal: nothing to look up
+        future = _DNS_POOL.submit(self._lookup, name, port)
         try:
-            infos = future.result(timeout=timeout)
+            found = future.result(timeout=timeout)
         except FutureTimeout:
             future.cancel()
             raise CaptureError(
                 f"cannot resolve {_one_line(host)}: timed out after {timeout:g}s"
             ) from None
-        return self._addresses(host, infos)
+        return self._addresses(host, port, found)
 
     async def resolve_async(self, host: str, port: int, timeout: float = 10.0) -> list[str]:
         """``resolve`` for asyncio code: the lookup runs in a worker thread."""
-        name = self._prepare(host)
+        name = self._prepare(host, port)
+        if _is_ip(name):
+            return self._addresses(host, port, [name])  # a literal: nothing to look up
         loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(
-                loop.run_in_executor(_DNS_POOL, self._getaddrinfo, name, port), timeout
+            found = await asyncio.wait_for(
+                loop.run_in_executor(_DNS_POOL, self._lookup, name, port), timeout
             )
         except TimeoutError:
             raise CaptureError(
                 f"cannot resolve {_one_line(host)}: timed out after {timeout:g}s"
             ) from None
-        return self._addresses(host, infos)
+        return self._addresses(host, port, found)
