@@ -15,7 +15,8 @@ handful of types and the CLI maps each to a documented exit code.
     ├── LockedError         another run holds the lock                          (exit 5)
     ├── NotFoundError       a source or capture the user named does not exist   (exit 3)
     └── CaptureError        one source could not be captured (recorded, never fatal)
-        └── DestinationRefused  the network guard refused a destination
+        ├── DestinationRefused  the network guard refused a destination
+        └── ResponseTooLarge    a response body went over [crawl] max_body_mb
 """
 
 from __future__ import annotations
@@ -77,3 +78,7 @@ class CaptureError(CitearchiveError):
 
 class DestinationRefused(CaptureError):
     """The network guard refused a destination (non-global address, bad scheme)."""
+
+
+class ResponseTooLarge(CaptureError):
+    """A response body (as sent or once decoded) went over the size cap; it was cut."""
