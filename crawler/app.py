@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from crawler.config import Config, load_config
@@ -19,7 +20,8 @@ from crawler.urls import with_scheme
 from storage.archive import Archive
 from storage.ids import source_id
 from storage.index import CaptureRow, Index, SourceRow
-from storage.objectstore import open_store
+from storage.objectstore import ObjectStore
+from storage.spool import open_spooling
 
 
 @dataclass
@@ -30,7 +32,7 @@ class App:
 
     @classmethod
     def open(cls, config: Config) -> App:
-        return cls(config, Archive(open_store(config.store_url)), Index(config.index_url))
+        return cls(config, Archive(open_configured_store(config)), Index(config.index_url))
 
     def close(self) -> None:
         self.index.close()
@@ -92,6 +94,28 @@ class App:
             yield
         finally:
             os.close(fd)
+
+
+def spool_dir(config: Config) -> Path:
+    """``[store] spool``, or citearchive-spool beside the index (or the config)."""
+    if config.store.spool:
+        return config.base_dir / config.store.spool  # an absolute path stays as it is
+    index = config.index_url
+    if index.startswith("sqlite:///"):
+        return Path(index.removeprefix("sqlite:///")).parent / "citearchive-spool"
+    return config.base_dir / "citearchive-spool"
+
+
+def open_configured_store(config: Config) -> ObjectStore:
+    """The config's store; a remote one retries and spools while it is down
+    (storage/spool.py), and the crawl in this process shares that instance."""
+    return open_spooling(
+        config.store_url,
+        spool_dir(config),
+        retry_seconds=config.store.retry_seconds,
+        connect_timeout=config.store.connect_timeout,
+        read_timeout=config.store.read_timeout,
+    )
 
 
 def parse_time(text: str) -> datetime:

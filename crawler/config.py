@@ -39,6 +39,13 @@ class _Section(BaseModel):
 
 class StoreConfig(_Section):
     url: str = "file:archive"
+    # A remote store that does not answer: each operation is retried with backoff for up
+    # to retry_seconds, then writes go to the spool folder (default: citearchive-spool
+    # beside the index) and are uploaded by the next run. See docs/storage.md.
+    spool: str = ""
+    retry_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    read_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
 
 
 class IndexConfig(_Section):

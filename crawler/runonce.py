@@ -20,6 +20,7 @@ from crawler.notify import DeliveryReport, deliver, events_for_run
 from crawler.pipelines import CaptureResult
 from crawler.sources import load_citation_list, register
 from storage.runlog import RunLog
+from storage.spool import begin_run, end_run
 
 VERDICT_ORDER = ("new", "changed", "unchanged", "moved", "gone", "restored", "unreachable", "error")
 
@@ -31,6 +32,7 @@ class RunSummary:
     results: list[CaptureResult]
     interrupted: bool
     notifications: DeliveryReport | None = None
+    store_note: str | None = None  # an outage of the store: downtime, captures spooled
 
     @property
     def counts(self) -> Counter[str]:
@@ -53,6 +55,8 @@ class RunSummary:
         problem = self.notifications and self.notifications.problem()
         if problem:
             text += f"; {problem}"
+        if self.store_note:
+            text += f"; {self.store_note}"
         return text
 
 
@@ -87,9 +91,11 @@ def execute(
     app = App.open(config)
     try:
         with app.run_lock(), _stop_on_signals(stop):
+            begin_run(app.archive, app.index, [])  # earlier runs' spool first: it is older
             if citations:
                 register(app.archive, app.index, citations, app.canonical)
             due = app.due_sources(everything)[:limit]
+            begin_run(app.archive, app.index, [s.id for s in due])
             runs = RunLog(app.index)
             run_id = runs.start(kind, len(due))
             try:
@@ -98,7 +104,9 @@ def execute(
                 runs.finish(run_id, "failed", {}, [f"{type(exc).__name__}: {exc}"])
                 raise
             summary = RunSummary(run_id, len(due), outcome.results, outcome.interrupted)
+            summary.store_note = end_run(app.archive)
             errors = [f"{r.url}: {r.error}" for r in outcome.results if r.verdict == "error"]
+            errors += [f"store: {summary.store_note}"] if summary.store_note else []
             status = (
                 "interrupted" if summary.interrupted else ("failed" if summary.not_stored else "ok")
             )

@@ -108,9 +108,27 @@ STORE_SCHEMES: dict[str, Callable[[str], ObjectStore]] = {
     "s3": _open_s3,
 }
 
+# Stores a command set up with options (storage.spool.SpoolingStore) by the URL they were
+# opened for. The crawl's pipeline and runner open the store again by URL in the same
+# process; they must get the same instance, which holds the spool and the outage state.
+_SHARED: dict[str, ObjectStore] = {}
+
+
+def share_store(url: str, store: ObjectStore) -> None:
+    """Make ``open_store(url)`` return ``store`` for the rest of this process."""
+    _SHARED[url] = store
+
+
+def shared_store(url: str) -> ObjectStore | None:
+    """The store shared for ``url``, if any."""
+    return _SHARED.get(url)
+
 
 def open_store(url: str) -> ObjectStore:
     """Open the store a URL names ("file:///abs/dir", "s3://bucket/prefix")."""
+    shared = _SHARED.get(url)
+    if shared is not None:
+        return shared
     try:
         scheme = urlsplit(url).scheme.lower()
     except (TypeError, ValueError, AttributeError) as exc:

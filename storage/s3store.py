@@ -11,7 +11,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from crawler.errors import BlobNotFound, ConfigError, StorageError
+from crawler.errors import BlobNotFound, ConfigError, StorageError, StoreUnavailable
 from storage.objectstore import check_key, check_prefix, is_key, redact_url
 
 DEFAULT_REGION = "us-east-1"
@@ -29,15 +29,32 @@ _DENIED_CODES = {
     "403",
 }
 _MISSING_KEY_CODES = {"NoSuchKey", "404"}
+# Answers that say "try again later", not "you asked wrongly".
+_TRANSIENT_CODES = {
+    "500",
+    "502",
+    "503",
+    "504",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+}
 _BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+# Refused, reset, read or connect timeout (ReadTimeoutError is an HTTPClientError).
+_UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
 
 
-def client_config() -> botocore.config.Config:
+def client_config(
+    connect_timeout: float = 10, read_timeout: float = 60, max_attempts: int = 5
+) -> botocore.config.Config:
     """Timeouts and retries for every S3 client of citearchive."""
     return botocore.config.Config(
-        connect_timeout=10,
-        read_timeout=60,
-        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
     )
 
 
@@ -52,7 +69,14 @@ class S3Store:
         self._bucket_checked = False
 
     @classmethod
-    def from_url(cls, url: str) -> S3Store:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        max_attempts: int = 5,
+    ) -> S3Store:
         """Open "s3://bucket/prefix" with a client configured the standard boto3 way.
 
         Endpoint, credentials and region come from the environment or the AWS profile
@@ -72,6 +96,8 @@ class S3Store:
         if parts.query or parts.fragment:
             raise ConfigError(f"s3 store url {url!r} has a query or fragment")
         bucket = parts.netloc
+        if not bucket:
+            raise ConfigError(f"s3 store url {url!r} names no bucket: use s3://bucket/prefix")
         if not _BUCKET_NAME.fullmatch(bucket):
             raise ConfigError(f"s3 store url {url!r}: {bucket!r} is not a valid bucket name")
         prefix = parts.path.strip("/")
@@ -85,7 +111,7 @@ class S3Store:
             client = session.client(
                 "s3",
                 region_name=session.region_name or DEFAULT_REGION,
-                config=client_config(),
+                config=client_config(connect_timeout, read_timeout, max_attempts),
             )
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise ConfigError(
@@ -177,8 +203,10 @@ class S3Store:
         what = f"{action} {key}" if key else action
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return StorageError(f"no AWS credentials found to {what} in {where}")
-        if isinstance(exc, botocore.exceptions.ConnectionError):
-            return StorageError(f"cannot {what} in {where}: endpoint unreachable")
+        if isinstance(exc, _UNREACHABLE):
+            return StoreUnavailable(f"cannot {what} in {where}: endpoint unreachable or timed out")
+        if code in _TRANSIENT_CODES:
+            return StoreUnavailable(f"cannot {what} in {where}: store unavailable ({code})")
         if code:
             return StorageError(f"cannot {what} in {where}: {code}")
         return StorageError(f"cannot {what} in {where}: {type(exc).__name__}")
