@@ -1,0 +1,366 @@
+"""The S3 store goes away mid-run (refused, 5xx, timeouts): no capture is lost.
+
+Real Chromium, real moto server on loopback. Between citearchive and moto sits a loopback
+TCP proxy that a test arms: once the first manifest of the run has been stored it starts
+an outage (refuse connections, answer 500/503, or accept and never answer), and one page
+of the fixture site only answers once the outage has begun, so at least one capture is
+stored during it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import s3server
+from cliutil import Result, history, run_cli
+from fixture_site import html
+
+from storage.archive import Archive
+from storage.index import Index
+from storage.s3store import S3Store
+
+pytestmark = pytest.mark.browser
+
+PREFIX = "arch"
+SECRETS = (s3server.SECRET_ACCESS_KEY, s3server.ACCESS_KEY_ID)
+
+
+class OutageProxy:
+    """Loopback TCP proxy to moto; after the first manifest PUT it plays an outage.
+
+    Modes: "pass" relays; "refuse" closes the listening socket (connection refused) and
+    reopens it on the same port after ``outage_seconds``; "error" answers 500/503 to the
+    next ``error_answers`` requests; "hang" accepts and never answers until ``restore()``.
+    """
+
+    def __init__(self, upstream_port: int, bucket: str, outage: str) -> None:
+        self.upstream_port = upstream_port
+        self.outage = outage
+        self.outage_seconds: float | None = None
+        self.error_answers = 0
+        self.errors_sent = 0
+        self.marker = f"PUT /{bucket}/{PREFIX}/captures/".encode()
+        self.mode = "pass"
+        self.tripped = threading.Event()
+        self.restored = threading.Event()
+        self._armed = False
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._serve(self.listener)
+
+    def _serve(self, listener: socket.socket) -> None:
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: refusing, or the test is over
+            with self._lock:
+                self._socks.add(conn)
+                mode = self.mode
+            handler = {
+                "pass": self._relay,
+                "refuse": _close,  # accepted just before the listener closed
+                "error": self._answer_errors,
+                "hang": self._hang,
+            }
+            threading.Thread(target=handler[mode], args=(conn,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._socks.add(upstream)
+        threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+        self._pipe(upstream, client, False)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, to_server: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if to_server and self.marker in data:
+                    self._armed = True
+                dst.sendall(data)
+                if not to_server and self._armed:
+                    self.trip()  # the first manifest's answer has gone back: outage now
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                _close(sock)
+
+    def _answer_errors(self, conn: socket.socket) -> None:
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            with self._lock:
+                self.errors_sent += 1
+                status = "500 Internal Server Error" if self.errors_sent % 2 else "503 Slow Down"
+                if self.errors_sent >= self.error_answers:
+                    self.mode = "pass"
+            conn.sendall(
+                f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+            )
+        except OSError:
+            pass
+        finally:
+            _close(conn)
+
+    def _hang(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def rearm(self, outage_seconds: float | None) -> None:
+        """Play the outage again after the next run's first manifest."""
+        self._armed = False
+        self.outage_seconds = outage_seconds
+        self.tripped.clear()
+
+    def trip(self) -> None:
+        """Start the outage: drop every open connection, then refuse / err / hang."""
+        with self._lock:
+            if self.tripped.is_set():
+                return
+            self.mode = self.outage
+            socks, self._socks = self._socks, set()
+        for sock in socks:
+            _close(sock)
+        if self.outage == "refuse":
+            self.listener.close()
+        self.tripped.set()
+        if self.outage_seconds is not None:
+            threading.Timer(self.outage_seconds, self.restore).start()
+
+    def restore(self) -> None:
+        """End the outage: relay again, on the same port."""
+        with self._lock:
+            self.mode = "pass"
+            socks, self._socks = self._socks, set()
+        for sock in socks:
+            _close(sock)
+        if self.outage == "refuse":
+            self.listener = socket.create_server(("127.0.0.1", self.port))
+            self._serve(self.listener)
+        self.restored.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        with self._lock:
+            socks, self._socks = self._socks, set()
+        for sock in socks:
+            _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+class Site:
+    """Fast pages, and /slow, which answers only once the store's outage has begun."""
+
+    def __init__(self, tripped: threading.Event) -> None:
+        self.words = "first"
+
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/slow":
+                    tripped.wait(60)
+                body = html(
+                    f"Page {path}",
+                    f"<article><h1>Notice {path}</h1><p>The {site.words} version of the "
+                    f"notice at {path} says the gate is closed until further notice.</p>"
+                    "</article>",
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def urls(self) -> list[str]:
+        return [f"{self.base}/{p}" for p in ("a", "b", "c", "slow")]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def env(s3_endpoint, s3_bucket):
+    port = int(s3_endpoint.rsplit(":", 1)[1])
+    return port, s3_bucket
+
+
+def write_config(path: Path, bucket: str, store_extra: str = "") -> Path:
+    path.write_text(
+        f'[store]\nurl = "s3://{bucket}/{PREFIX}"\n{store_extra}\n'
+        "[crawl]\nallow_private_networks = true\nsettle_timeout = 1\npage_timeout = 30\n"
+        "concurrency = 4\n\n[politeness]\nper_host_delay = 0\nper_host_concurrency = 8\n"
+    )
+    return path
+
+
+def cli(config: Path, proxy: OutageProxy, *args: str) -> Result:
+    res = run_cli(config, "-v", *args, env={"AWS_ENDPOINT_URL_S3": proxy.url})
+    for secret in SECRETS:
+        assert secret not in res.out and secret not in res.err, args
+    return res
+
+
+def verify_store(bucket: str, config: Path, proxy: OutageProxy) -> int:
+    """Every manifest's blobs are in the store and hash right, every chain holds, and the
+    index equals one rebuilt from the store. Returns the number of manifests."""
+    store = S3Store.from_url(f"s3://{bucket}/{PREFIX}")  # straight to moto, no proxy
+    archive = Archive(store)
+    manifests = 0
+    for source in archive.iter_sources():
+        for stored in archive.iter_manifests(source["id"]):
+            manifests += 1
+            for name, ref in stored.manifest["artifacts"].items():
+                data = archive.get_blob(ref["sha256"])  # IntegrityError if it is corrupt
+                assert len(data) == ref["size"], name
+        archive.verify_chain(source["id"])
+    index_url = f"sqlite:///{config.parent / 'citearchive-index.sqlite'}"
+    with Index(index_url) as index:
+        before = index.dump()
+    assert cli(config, proxy, "reindex").code == 0
+    with Index(index_url) as index:
+        assert index.dump() == before
+    return manifests
+
+
+def no_secrets_in_run_log(config: Path, proxy: OutageProxy) -> list[dict]:
+    res = cli(config, proxy, "runs", "--json")
+    assert res.code == 0, res.err
+    return json.loads(res.out)
+
+
+def test_refused_for_30_s_mid_run_spools_and_next_run_uploads(tmp_path, env):
+    """The endpoint is gone (connection refused) for 30 s after the first manifest of a
+    run; writes retry for 5 s, then spool; the spooled captures are judged against the
+    earlier run (read ahead), readable while spooled, and uploaded by the next run."""
+    port, bucket = env
+    proxy = OutageProxy(port, bucket, "refuse")
+    site = Site(proxy.tripped)
+    config = write_config(tmp_path / "c.toml", bucket, "retry_seconds = 5")
+    try:
+        assert cli(config, proxy, "add", *site.urls()).code == 0
+        proxy.tripped.set()  # first run: no outage, /slow answers at once
+        first = cli(config, proxy, "run-once", "--all")
+        assert first.code == 0 and "4 new" in first.out, first.err
+        assert "store unavailable" not in first.out
+        proxy.rearm(outage_seconds=30)
+        site.words = "second"  # every page changed: the verdict needs the last text
+        res = cli(config, proxy, "run-once", "--all")
+        assert proxy.tripped.is_set()
+        assert res.code == 0, res.err
+        assert "4 changed" in res.out, res.out
+        found = re.search(r"store unavailable \d+ s; (\d+) capture", res.out)
+        assert found, res.out + res.err[-3000:]
+        spooled = int(found.group(1))
+        assert spooled >= 1  # /slow at least
+        spool = tmp_path / "citearchive-spool"
+        if not proxy.restored.is_set():  # the run ended inside the outage
+            assert "to be uploaded by the next run" in res.out
+            # Spooled, yet readable: history from the index, the DOM from the spool.
+            latest = history(config, site.urls()[3], env={"AWS_ENDPOINT_URL_S3": proxy.url})
+            assert latest[-1]["verdict"] == "changed"
+            got = cli(config, proxy, "get", site.urls()[3])
+            assert got.code == 0 and "second version" in got.out, got.err
+            assert proxy.restored.wait(60)
+        after = cli(config, proxy, "run-once")
+        assert after.code == 0, after.err
+        assert list(spool.rglob("captures/*/*.json")) == []
+        assert verify_store(bucket, config, proxy) == 8
+        runs = no_secrets_in_run_log(config, proxy)
+        assert any("store unavailable" in e for r in runs for e in r["errors"])
+        assert not any(s in json.dumps(runs) for s in SECRETS)
+    finally:
+        proxy.close()
+        site.stop()
+
+
+def test_500_and_503_answers_are_retried_until_the_store_answers(tmp_path, env):
+    port, bucket = env
+    proxy = OutageProxy(port, bucket, "error")
+    proxy.error_answers = 6
+    site = Site(proxy.tripped)
+    config = write_config(tmp_path / "c.toml", bucket)  # default: retry for 60 s
+    try:
+        assert cli(config, proxy, "add", *site.urls()).code == 0
+        res = cli(config, proxy, "run-once", "--all")
+        assert res.code == 0, res.err
+        assert proxy.errors_sent == 6
+        assert "4 new" in res.out
+        assert "store unavailable" in res.out and "nothing spooled" in res.out, res.out
+        assert "retrying in" in res.err  # the log says what happened, without secrets
+        assert verify_store(bucket, config, proxy) == 4
+        assert not (tmp_path / "citearchive-spool").exists()
+    finally:
+        proxy.close()
+        site.stop()
+
+
+def test_timeouts_spool_and_the_next_run_uploads(tmp_path, env):
+    """The endpoint accepts and never answers: 1 s read timeouts, 2 s of retrying."""
+    port, bucket = env
+    proxy = OutageProxy(port, bucket, "hang")
+    site = Site(proxy.tripped)
+    extra = "retry_seconds = 2\nread_timeout = 1\nconnect_timeout = 1"
+    config = write_config(tmp_path / "c.toml", bucket, extra)
+    try:
+        assert cli(config, proxy, "add", *site.urls()).code == 0
+        res = cli(config, proxy, "run-once", "--all")
+        assert res.code == 0, res.err
+        assert "4 new" in res.out
+        assert "to be uploaded by the next run" in res.out, res.out
+        spooled = sorted((tmp_path / "citearchive-spool" / "captures").rglob("*.json"))
+        assert spooled
+        # A run while the store is still down refuses to capture and keeps the spool.
+        down = cli(config, proxy, "run-once", "--all")
+        assert down.code == 4, down.err
+        last = down.err.strip().splitlines()[-1]
+        assert last.startswith("citearchive: error: ") and "nothing was captured" in last
+        proxy.restore()
+        after = cli(config, proxy, "run-once")
+        assert after.code == 0, after.err
+        assert f"{len(spooled)} spooled capture(s) of an earlier run uploaded" in after.out
+        assert verify_store(bucket, config, proxy) == 4
+        assert not list((tmp_path / "citearchive-spool").rglob("*.json"))
+    finally:
+        proxy.close()
+        site.stop()
