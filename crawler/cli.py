@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -50,8 +51,9 @@ logger = logging.getLogger("citearchive")
     help="TOML config file (default: ./citearchive.toml, ./config/citearchive.toml).",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Keep the web sources a document cites from silently changing or vanishing."""
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(
@@ -206,24 +208,38 @@ cli.add_command(verify_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: map citearchive's errors to one stderr line and a documented exit code."""
+    """Entry point: map every error to one stderr line and a documented exit code.
+
+    The traceback is printed only with ``--debug`` (read from argv: the error may come
+    before or during option parsing).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
     try:
-        code = cli.main(args=argv, prog_name="citearchive", standalone_mode=False)
+        code = cli.main(args=args, prog_name="citearchive", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
         click.echo("citearchive: aborted", err=True)
         return 130
     except click.ClickException as exc:
-        exc.show()
-        return 2
+        return _fail(exc.format_message(), 2, debug)
     except CitearchiveError as exc:
-        click.echo(f"citearchive: error: {exc}", err=True)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code, debug)
     except OSError as exc:
-        click.echo(f"citearchive: error: {exc}", err=True)
-        return 1
+        return _fail(str(exc), 1, debug)
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        return _fail(f"unexpected {type(exc).__name__}: {exc}", 1, debug)
     return code if isinstance(code, int) else 0
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    # One line, whatever the message holds: scripts read the last line of stderr.
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    click.echo(f"citearchive: error: {line}", err=True)
+    return code
 
 
 if __name__ == "__main__":
