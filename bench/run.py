@@ -1,129 +1,179 @@
-"""`make bench`: capture a generated local site with citearchive and report the figures.
+"""`make bench`: how fast citearchive captures and re-checks, next to the browser's own limit.
 
-Serves N article-like pages on 127.0.0.1 (each with CSS, an image and text rendered by a
-script), then runs the real command line as a user would: a first capture of every page,
-then an unchanged re-check. Prints the times, pages/min, the re-check/first ratio and the
-store's size, and writes them to bench/results/<UTC time>.json so runs can be compared.
+One run, one machine, side by side:
+  (a) bare   - a plain Playwright loop over the pages (DOM + full-page screenshot, no storage);
+  (b) first  - citearchive's first capture of the same pages (the real CLI, `run-once --all`);
+  (c) again  - a re-check with nothing changed, for static and for scripted pages;
+  (d) edited - a re-check after K pages were edited: exactly K must be `changed`;
+  (e) peak RSS of citearchive plus its Chromium, and RSS over a long run (--soak captures);
+  (f) bytes added to the store per unchanged re-check;
+  and, with --scale sources in the index, how long `status` and the due selection take.
+Prints the figures and ratios and writes them to bench/results/<UTC time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CSS = b"body{font-family:serif;max-width:40em;margin:auto} h1{color:#333}"
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478"
-    "9c63f8cfc000000301010018dd8db40000000049454e44ae426082"
-)
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
+from bare import bare_loop  # noqa: E402
+from benchsite import BenchSite  # noqa: E402
+from procs import flatness, run_sampled  # noqa: E402
+from scale import measure_scale  # noqa: E402
 
-def page(n: int) -> bytes:
-    paragraphs = "".join(
-        f"<p>Paragraph {i} of article {n}: officials said the alert was revised.</p>"
-        for i in range(8)
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset=utf-8><title>Article {n}</title>"
-        f"<link rel=stylesheet href=/style.css></head><body><article><h1>Article {n}</h1>"
-        f"{paragraphs}<img src=/img.png alt=''><p id=late></p></article><script>"
-        f"fetch('/data/{n}.json').then(r=>r.json()).then(d=>"
-        f"document.getElementById('late').textContent=d.text)</script></body></html>"
-    ).encode()
-
-
-class Site(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        path = self.path
-        if path == "/style.css":
-            body, ctype = CSS, "text/css"
-        elif path == "/img.png":
-            body, ctype = PNG, "image/png"
-        elif path.startswith("/data/"):
-            n = path.removeprefix("/data/").removesuffix(".json")
-            body, ctype = json.dumps({"text": f"Late text {n}"}).encode(), "application/json"
-        elif path.startswith("/a/"):
-            body, ctype = page(int(path.removeprefix("/a/"))), "text/html; charset=utf-8"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def cli(config: Path, *args: str) -> float:
-    exe = Path(sys.executable).parent / "citearchive"
-    start = time.monotonic()
-    subprocess.run(
-        [str(exe), "--config", str(config), *args], check=True, stdout=subprocess.DEVNULL
-    )
-    return time.monotonic() - start
+EXE = str(Path(sys.executable).parent / "citearchive")
+SUMMARY = re.compile(r"captured (\d+) of (\d+) due sources(?:: (.*))?")
 
 
 def tree_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+class Archive:
+    """One config + store driven through the real command line."""
+
+    def __init__(self, root: Path, name: str, concurrency: int) -> None:
+        self.store = root / name / "store"
+        self.config = root / name / "citearchive.toml"
+        self.config.parent.mkdir(parents=True)
+        self.config.write_text(
+            f'[store]\nurl = "file://{self.store}"\n'
+            f"[crawl]\nallow_private_networks = true\nconcurrency = {concurrency}\n"
+            # One loopback host serves every page: a per-host delay would measure the delay.
+            f"[politeness]\nper_host_delay = 0\nper_host_concurrency = {concurrency}\n"
+        )
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [EXE, "--config", str(self.config), *args], check=True, capture_output=True, text=True
+        )
+        return done.stdout
+
+    def run(self, progress=lambda: 0) -> tuple[float, int, Counter[str], list]:
+        """run-once --all: seconds, peak tree RSS, verdict counts, RSS samples."""
+        sampled = run_sampled([EXE, "--config", str(self.config), "run-once", "--all"], progress)
+        return sampled.seconds, sampled.peak_rss, self.verdicts(), sampled.samples
+
+    def verdicts(self) -> Counter[str]:
+        """Verdicts of the latest run, from the run log."""
+        runs = json.loads(self.cli("runs", "--json", "--limit", "1"))
+        return Counter(runs[0]["counts"]) if runs else Counter()
+
+    def stored_bytes(self) -> int:
+        """Everything the archive keeps: store objects plus the index beside them."""
+        return tree_size(self.store)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pages", type=int, default=50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--scripted-every", type=int, default=4, help="every Nth page is scripted")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--edits", type=int, default=10, help="K pages edited for (d)")
+    parser.add_argument("--soak", type=int, default=1000, help="captures in the RSS run (0: skip)")
+    parser.add_argument("--scale", type=int, default=100_000, help="sources for status (0: skip)")
     args = parser.parse_args()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        store = tmp_path / "store"
-        config = tmp_path / "bench.toml"
-        config.write_text(
-            f'[store]\nurl = "file://{store}"\n[crawl]\nallow_private_networks = true\n'
-            f"concurrency = {args.concurrency}\n"
-            # One loopback host serves every page: politeness would measure the delay.
-            f"[politeness]\nper_host_delay = 0\nper_host_concurrency = {args.concurrency}\n"
-        )
-        cli(config, "add", *[f"{base}/a/{n}" for n in range(args.pages)])
-        first = cli(config, "run-once", "--all")
-        blobs_first = tree_size(store / "blobs") + tree_size(store / "captures")
-        recheck = cli(config, "run-once", "--all")
-        blobs_after = tree_size(store / "blobs") + tree_size(store / "captures")
-    server.shutdown()
-
-    results = {
+    site = BenchSite(max(args.pages, args.soak), args.scripted_every)
+    site.start()
+    pages = range(args.pages)
+    static = [n for n in pages if not site.scripted(n)]
+    scripted = [n for n in pages if site.scripted(n)]
+    r: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "pages": args.pages,
+        "static_pages": len(static),
+        "scripted_pages": len(scripted),
         "concurrency": args.concurrency,
-        "first_capture_s": round(first, 2),
-        "first_pages_per_min": round(args.pages / first * 60, 1),
-        "recheck_s": round(recheck, 2),
-        "recheck_over_first": round(recheck / first, 3),
-        "store_bytes_after_first": blobs_first,
-        "store_bytes_per_page": blobs_first // args.pages,
-        "bytes_added_per_unchanged_recheck": (blobs_after - blobs_first) // args.pages,
     }
-    for key, value in results.items():
-        print(f"{key:36} {value}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bare_s = bare_loop([f"{site.base}/a/{n}" for n in pages], args.concurrency)
+        r["a_bare_s"] = round(bare_s, 2)
+        r["a_bare_pages_per_min"] = round(args.pages / bare_s * 60, 1)
+
+        kinds = {"static": static, "scripted": scripted}
+        archives = {k: Archive(root, k, args.concurrency) for k, ns in kinds.items() if ns}
+        for kind, archive in archives.items():
+            archive.cli("add", *[f"{site.base}/a/{n}" for n in kinds[kind]])
+        first_s, peak, recheck_s, added = 0.0, 0, {}, 0
+        for kind, archive in archives.items():
+            seconds, rss, counts, _ = archive.run()
+            first_s += seconds
+            peak = max(peak, rss)
+            r[f"b_first_{kind}_s"] = round(seconds, 2)
+            r[f"first_{kind}_verdicts"] = dict(counts)
+        r["b_first_s"] = round(first_s, 2)
+        r["b_first_pages_per_min"] = round(args.pages / first_s * 60, 1)
+        r["b_over_a"] = round(r["b_first_pages_per_min"] / r["a_bare_pages_per_min"], 3)
+        r["store_bytes_per_page"] = sum(a.stored_bytes() for a in archives.values()) // args.pages
+
+        for kind, archive in archives.items():
+            before = archive.stored_bytes()
+            seconds, rss, counts, _ = archive.run()
+            peak = max(peak, rss)
+            recheck_s[kind] = seconds
+            added += archive.stored_bytes() - before
+            r[f"c_recheck_{kind}_s"] = round(seconds, 2)
+            r[f"c_{kind}_speedup"] = round(r[f"b_first_{kind}_s"] / seconds, 2)
+            r[f"recheck_{kind}_verdicts"] = dict(counts)
+        r["c_recheck_s"] = round(sum(recheck_s.values()), 2)
+        r["c_over_b"] = round(r["c_recheck_s"] / first_s, 3)
+        r["f_bytes_added_per_unchanged_recheck"] = added // args.pages
+
+        edited = static[: args.edits - args.edits // 2] + scripted[: args.edits // 2]
+        for n in edited:
+            site.edit(n)
+        changed = Counter()
+        for kind, archive in archives.items():
+            seconds, rss, counts, _ = archive.run()
+            peak = max(peak, rss)
+            changed.update(counts)
+            r[f"d_edited_{kind}_s"] = round(seconds, 2)
+        r["d_edited_pages"] = len(edited)
+        r["d_verdicts"] = dict(changed)
+        r["d_exactly_k_changed"] = changed["changed"] == len(edited) and changed[
+            "unchanged"
+        ] == args.pages - len(edited)
+        r["e_peak_rss_mb"] = round(peak / 2**20)
+
+        if args.soak:
+            soak = Archive(root, "soak", args.concurrency)
+            soak.cli("add", *[f"{site.base}/a/{n}" for n in range(args.soak)])
+            hits_before = site.page_hits()
+            seconds, rss, counts, samples = soak.run(lambda: site.page_hits() - hits_before)
+            r["soak_captures"] = sum(counts.values())
+            r["soak_s"] = round(seconds, 1)
+            r["soak_pages_per_min"] = round(args.soak / seconds * 60, 1)
+            r["soak_peak_rss_mb"] = round(rss / 2**20)
+            r.update(flatness(samples, args.soak))
+        if args.scale:
+            r.update(measure_scale(root / "scale", args.scale, EXE))
+    site.stop()
+
+    for key, value in r.items():
+        print(f"{key:40} {value}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / f"{results['when'].replace(':', '')}.json").write_text(json.dumps(results, indent=2))
-    return 0
+    (out / f"{r['when'].replace(':', '')}.json").write_text(json.dumps(r, indent=2) + "\n")
+    ok = r["d_exactly_k_changed"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    start = time.monotonic()
+    code = main()
+    print(f"bench took {time.monotonic() - start:.0f} s")
+    sys.exit(code)

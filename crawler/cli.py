@@ -128,10 +128,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Each source with its latest verdict."""
     app = App.for_command(ctx)
     try:
-        records = status_records(app.index, app.config.verdicts.dead_after)
+        rows = app.index.status_rows(with_citations=as_json)
     finally:
         app.close()
-    click.echo(json.dumps(records, indent=2) if as_json else status_table(records))
+    dead_after = app.config.verdicts.dead_after
+    if as_json:
+        click.echo(json.dumps(status_records(rows, dead_after), indent=2))
+    else:
+        click.echo(status_table(rows, dead_after))
 
 
 @cli.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.index import CaptureRow, Index
+from storage.index import CaptureRow, StatusRow
 
 
 def capture_record(row: CaptureRow) -> dict:
@@ -48,39 +48,56 @@ def source_state(captures: list[CaptureRow], dead_after: int) -> str:
     return "gone" if captures[-1].verdict == "gone" else "live"
 
 
-def status_records(index: Index, dead_after: int = 3) -> list[dict]:
-    """Every source with its state and latest capture (None before the first)."""
-    records = []
-    for source in index.list_sources():
-        captures = index.captures(source.id)
-        latest = captures[-1] if captures else None
-        records.append(
-            {
-                "id": source.id,
-                "url": source.canonical_url,
-                "urls": source.urls,
-                "citations": source.citations,
-                "added_at": source.added_at,
-                "latest": None if latest is None else capture_summary(latest),
-                "verdict": latest.verdict if latest else None,
-                "state": source_state(captures, dead_after),
-                "next_due_at": source.next_due_at,
-            }
-        )
-    return records
+def state_of(latest_verdict: str | None, unreachable_streak: int, dead_after: int) -> str:
+    """``source_state`` from what the index keeps per source (no capture list needed)."""
+    if latest_verdict is None:
+        return "pending"
+    if unreachable_streak >= dead_after:
+        return "dead"
+    if unreachable_streak:
+        return "unreachable"
+    return "gone" if latest_verdict == "gone" else "live"
 
 
-def status_table(records: list[dict]) -> str:
-    if not records:
+def status_records(rows: list[StatusRow], dead_after: int = 3) -> list[dict]:
+    """Every source with its state and latest capture (None before the first): `--json`."""
+    return [
+        {
+            "id": r.id,
+            "url": r.canonical_url,
+            "urls": r.urls,
+            "citations": r.citations,
+            "added_at": r.added_at,
+            "latest": None
+            if r.latest_id is None
+            else {
+                "id": r.latest_id,
+                "captured_at": r.captured_at,
+                "verdict": r.verdict,
+                "reason": r.reason,
+                "http_status": r.http_status,
+                "final_url": r.final_url,
+            },
+            "verdict": r.verdict,
+            "state": state_of(r.verdict, r.unreachable_streak or 0, dead_after),
+            "next_due_at": r.next_due_at,
+        }
+        for r in rows
+    ]
+
+
+def status_table(rows: list[StatusRow], dead_after: int = 3) -> str:
+    if not rows:
         return "no sources registered (use `citearchive add URL` or `import`)"
     lines = []
-    for r in records:
-        latest = r["latest"]
-        when = latest["captured_at"] if latest else "never captured"
-        verdict = latest["verdict"] if latest else "-"
-        reason = f"  ({latest['reason']})" if latest and latest["reason"] else ""
-        due = f"  next {r['next_due_at']}" if r["next_due_at"] else ""
-        lines.append(f"{r['state']:<12} {verdict:<12} {when:<28} {r['url']}{reason}{due}")
+    for r in rows:
+        state = state_of(r.verdict, r.unreachable_streak or 0, dead_after)
+        when = r.captured_at or "never captured"
+        reason = f"  ({r.reason})" if r.reason else ""
+        due = f"  next {r.next_due_at}" if r.next_due_at else ""
+        lines.append(
+            f"{state:<12} {r.verdict or '-':<12} {when:<28} {r.canonical_url}{reason}{due}"
+        )
     return "\n".join(lines)
 
 

@@ -288,3 +288,39 @@ def test_an_index_from_an_earlier_version_gains_the_new_columns(tmp_path):
     [row] = index.list_sources()
     assert (row.id, row.removed_at, row.next_due_at) == ("s1", None, None)
     index.close()
+
+
+def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(store, index, tmp_path):
+    archive = Archive(store)
+    record = source_record("https://flaky.example/page", "2026-11-01T00:00:00Z")
+    archive.put_source(record)
+    index.upsert_source(record)
+    times = ["2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z"]
+    stored = [
+        capture(archive, record, times[0], "new"),
+        capture(archive, record, times[1], "unreachable", http_status=None),
+        capture(archive, record, times[2], "unreachable", http_status=None),
+    ]
+    # Recorded out of order (a rebuild or a late writer): the result must not depend on it.
+    for s in (stored[2], stored[0], stored[1]):
+        index.record_capture(s)
+    (row,) = index.status_rows()
+    assert (row.latest_id, row.verdict) == (stored[2].manifest["id"], "unreachable")
+    assert row.captured_at.startswith("2026-11-22T00:00:00")
+    assert row.unreachable_streak == 2
+    assert row.urls is None  # only asked for with_citations
+    with Index(f"sqlite:///{tmp_path}/rebuilt.sqlite") as fresh:
+        fresh.rebuild(archive)
+        assert fresh.status_rows(with_citations=True) == index.status_rows(with_citations=True)
+    index.record_capture(capture(archive, record, "2026-11-23T00:00:00Z", "restored"))
+    (row,) = index.status_rows(with_citations=True)
+    assert (row.verdict, row.unreachable_streak) == ("restored", 0)
+    assert row.urls == record["urls"]
+
+
+def test_status_rows_list_pending_sources_and_skip_removed_ones(index):
+    index.upsert_source(source_record("https://a.example/", "2026-11-01T00:00:00Z"))
+    gone = source_record("https://b.example/", "2026-11-02T00:00:00Z")
+    index.upsert_source({**gone, "removed_at": "2026-11-03T00:00:00Z"})
+    (row,) = index.status_rows()
+    assert (row.canonical_url, row.latest_id, row.verdict) == ("https://a.example/", None, None)
