@@ -40,7 +40,12 @@ def canonicalize(url: str, tracking_params: frozenset[str] | None = None) -> str
     parameter (tweet URLs still lose ``TWEET_TRACKING_PARAMS``).
     """
     text = url.strip()
-    if not text or len(text) > MAX_URL_LENGTH or any(c.isspace() for c in text):
+    # Control characters (NUL, DEL, ...) would slip through urlsplit and IDNA unnoticed.
+    if (
+        not text
+        or len(text) > MAX_URL_LENGTH
+        or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    ):
         raise InvalidURLError(f"{url!r}: not a valid URL")
     try:
         parts = urlsplit(text)
