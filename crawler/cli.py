@@ -13,6 +13,7 @@ Exit codes (a cron wrapper can act on them; see README):
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -23,18 +24,11 @@ import click
 
 from crawler.app import App, parse_time
 from crawler.config import Config, load_config
-from crawler.daemon import schedule_cmd
-from crawler.diff_cli import diff_cmd
-from crawler.documents_cli import COMMANDS
 from crawler.errors import CitearchiveError
-from crawler.export_cli import export_cmd
 from crawler.fileout import write_atomically
-from crawler.report_cli import report_cmd
 from crawler.reports import capture_record, history_table, status_records, status_table
-from crawler.runonce import execute
 from crawler.sources import Citation, register
-from crawler.verify_cli import verify_cmd
-from crawler.web.cli import serve_cmd
+from crawler.urls import with_scheme
 from storage.runlog import RunLog
 
 EXIT_STORE_FAILED = 6
@@ -42,7 +36,35 @@ ARTIFACTS = ("dom", "raw", "screenshot", "text", "warc")
 logger = logging.getLogger("citearchive")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands defined elsewhere, imported only when run: `status` on a cron box must not
+# pay for loading Scrapy, Playwright, Flask and trafilatura.
+LAZY_COMMANDS = {
+    "diff": "crawler.diff_cli:diff_cmd",
+    "export": "crawler.export_cli:export_cmd",
+    "import": "crawler.documents_cli:import_cmd",
+    "remove": "crawler.documents_cli:remove_cmd",
+    "report": "crawler.report_cli:report_cmd",
+    "schedule": "crawler.daemon:schedule_cmd",
+    "serve": "crawler.web.cli:serve_cmd",
+    "sources": "crawler.documents_cli:sources_cmd",
+    "verify": "crawler.verify_cli:verify_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module, attr = LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -69,13 +91,22 @@ def _config(ctx: click.Context) -> Config:
     return load_config(ctx.obj["config_path"])
 
 
+def _check_urls(config: Config, urls: tuple[str, ...], *, add_scheme: bool = False) -> None:
+    """InvalidURLError for the first bad URL, before the store or index is opened:
+    bad input creates nothing, not even an empty index."""
+    for url in urls:
+        config.canonical(with_scheme(url) if add_scheme else url)
+
+
 @cli.command()
 @click.argument("urls", nargs=-1, required=True)
 @click.option("--document", help="Name of the document that cites these URLs.")
 @click.pass_context
 def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None:
     """Register sources by hand."""
-    app = App.for_command(ctx)
+    config = _config(ctx)
+    _check_urls(config, urls)
+    app = App.open(config)
     try:
         citations = [Citation(u, document) for u in urls]
         records = register(app.archive, app.index, citations, app.canonical)
@@ -91,6 +122,8 @@ def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None
 @click.pass_context
 def run_once(ctx: click.Context, everything: bool, limit: int | None) -> None:
     """Capture the sources that are due (or all of them) and exit."""
+    from crawler.runonce import execute  # Scrapy and Playwright: only when crawling
+
     summary = execute(
         _config(ctx), everything=everything, limit=limit, log_level=ctx.obj["log_level"]
     )
@@ -173,7 +206,9 @@ def get(
         when = parse_time(at) if at is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from exc
-    app = App.for_command(ctx)
+    config = _config(ctx)
+    _check_urls(config, (url,), add_scheme=True)
+    app = App.open(config)
     try:
         row = app.capture_at(app.source_for(url), when, None if as_json else artifact)
         if as_json:
@@ -199,16 +234,6 @@ def reindex(ctx: click.Context) -> None:
     finally:
         app.close()
     click.echo(f"reindexed {sources} sources, {captures} captures")
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
-cli.add_command(diff_cmd)
-cli.add_command(schedule_cmd)
-cli.add_command(report_cmd)
-cli.add_command(serve_cmd)
-cli.add_command(export_cmd)
-cli.add_command(verify_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

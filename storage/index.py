@@ -530,6 +530,7 @@ def _derived(source: sa.ColumnElement) -> dict[str, sa.ScalarSelect]:
     last_answered = (
         sa.select(sa.func.max(answered.c.captured_at))
         .where(answered.c.source_id == source, answered.c.verdict != "unreachable")
+        .correlate(source.table)  # two levels down: not found by auto-correlation
         .scalar_subquery()
     )
     return {

@@ -296,6 +296,11 @@ def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(store, i
     archive.put_source(record)
     index.upsert_source(record)
     times = ["2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z"]
+    # Another source answered later: its captures must not count for this one.
+    other = source_record("https://steady.example/", "2026-11-01T00:00:01Z")
+    archive.put_source(other)
+    index.upsert_source(other)
+    index.record_capture(capture(archive, other, "2026-11-23T00:00:00Z", "new"))
     stored = [
         capture(archive, record, times[0], "new"),
         capture(archive, record, times[1], "unreachable", http_status=None),
@@ -304,7 +309,8 @@ def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(store, i
     # Recorded out of order (a rebuild or a late writer): the result must not depend on it.
     for s in (stored[2], stored[0], stored[1]):
         index.record_capture(s)
-    (row,) = index.status_rows()
+    row, steady = index.status_rows()
+    assert (steady.verdict, steady.unreachable_streak) == ("new", 0)
     assert (row.latest_id, row.verdict) == (stored[2].manifest["id"], "unreachable")
     assert row.captured_at.startswith("2026-11-22T00:00:00")
     assert row.unreachable_streak == 2
@@ -313,7 +319,7 @@ def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(store, i
         fresh.rebuild(archive)
         assert fresh.status_rows(with_citations=True) == index.status_rows(with_citations=True)
     index.record_capture(capture(archive, record, "2026-11-23T00:00:00Z", "restored"))
-    (row,) = index.status_rows(with_citations=True)
+    row, _ = index.status_rows(with_citations=True)
     assert (row.verdict, row.unreachable_streak) == ("restored", 0)
     assert row.urls == record["urls"]
 
