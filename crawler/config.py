@@ -237,9 +237,14 @@ def parse_config(raw: dict, *, base_dir: Path, origin: str) -> Config:
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"{origin}: unknown key '{where}'") from exc
         raise ConfigError(f"{origin}: invalid value for '{where}': {err['msg']}") from exc
-    scheme = urlsplit(config.store.url).scheme
-    if scheme not in ("file", "s3"):
+    store = urlsplit(config.store.url)
+    if store.scheme not in ("file", "s3"):
         raise ConfigError(
             f"{origin}: store.url {config.store.url!r} must start with file: or s3://"
+        )
+    if store.scheme == "file" and store.netloc not in ("", "localhost"):
+        # store_url keeps only the path: the host would silently be dropped.
+        raise ConfigError(
+            f"{origin}: store.url {config.store.url!r} names a host; use file:///path"
         )
     return config
