@@ -5,7 +5,9 @@ redirect hops, so the browser is launched with ``proxy={"server": proxy.start()}
 ``--proxy-bypass-list=<-loopback>`` (otherwise loopback bypasses any proxy). For every request
 the proxy resolves the destination itself, refuses it if any resolved address is refused, and
 connects to an address it checked. It speaks CONNECT (tunnels: https, wss) and absolute-form
-plain HTTP; one client connection carries exactly one request.
+plain HTTP; one client connection carries exactly one request. A plain-HTTP response body
+larger than ``max_body_bytes`` (as sent, or once decoded: ``crawler.bodycap``) is cut: the
+connection to the browser is reset, and ``cut_reason(url)`` says why.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from crawler.errors import CaptureError, DestinationRefused
+from crawler.bodycap import BodyMeter
+from crawler.errors import CaptureError, DestinationRefused, ResponseTooLarge
 from crawler.netguard import DestinationPolicy
 
 __all__ = ["EgressProxy", "Refusal"]
@@ -107,9 +110,13 @@ class _Idle:
 
 
 async def _copy(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle: _Idle, size: int | None = None
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    idle: _Idle,
+    size: int | None = None,
+    meter: BodyMeter | None = None,
 ) -> None:
-    """Copy ``size`` bytes, or until EOF when None."""
+    """Copy ``size`` bytes, or until EOF when None; ``meter`` sees each piece before it goes."""
     while size is None or size > 0:
         data = await reader.read(_CHUNK if size is None else min(_CHUNK, size))
         if not data:
@@ -117,6 +124,8 @@ async def _copy(
                 return
             raise ConnectionError("connection closed inside a message body")
         idle.touch()
+        if meter is not None:
+            meter.feed(data)
         writer.write(data)
         await writer.drain()
         idle.touch()
@@ -128,10 +137,11 @@ async def _copy_body(
     writer: asyncio.StreamWriter,
     idle: _Idle,
     framing: str | int | None,
+    meter: BodyMeter | None = None,
 ) -> None:
     """Copy one message body, and nothing after it."""
     if framing != "chunked":
-        await _copy(reader, writer, idle, int(framing or 0))
+        await _copy(reader, writer, idle, int(framing or 0), meter)
         return
     while True:  # forward the chunks as they are, stop after the last one
         line = await reader.readuntil(b"\r\n")
@@ -145,7 +155,8 @@ async def _copy_body(
                 writer.write(line)
             await writer.drain()
             return
-        await _copy(reader, writer, idle, int(size, 16) + 2)
+        await _copy(reader, writer, idle, int(size, 16), meter)
+        await _copy(reader, writer, idle, 2)  # the CRLF after the chunk
 
 
 class EgressProxy:
@@ -161,14 +172,17 @@ class EgressProxy:
         *,
         connect_timeout: float = 10.0,
         idle_timeout: float = 60.0,
+        max_body_bytes: int = 50 * 1024 * 1024,
     ) -> None:
         self.policy = policy
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.max_body_bytes = max_body_bytes
         self._lock = threading.Lock()  # start/stop
         self._refusals_lock = threading.Lock()  # also taken on the proxy's loop: never nest
         self._refusals: list[Refusal] = []
         self._failures: dict[str, str] = {}  # "host:port" -> why the last connection failed
+        self._cut: dict[str, str] = {}  # absolute URL -> why its response body was cut
         self._running: tuple[asyncio.AbstractEventLoop, threading.Thread, asyncio.Server] | None
         self._running = None
         self._tasks: set[asyncio.Task] = set()
@@ -222,6 +236,11 @@ class EgressProxy:
             if refused:
                 return f"refused: {refused[-1].reason}"
             return self._failures.get(target)
+
+    def cut_reason(self, url: str) -> str | None:
+        """Why the proxy cut the response body of ``url`` (plain HTTP), if it did."""
+        with self._refusals_lock:
+            return self._cut.get(url)
 
     def _record_failure(self, target: str, reason: str) -> None:
         with self._refusals_lock:
@@ -400,6 +419,17 @@ class EgressProxy:
                 _copy_body(reader, up_writer, idle, framing),
                 self._respond(method, up_reader, writer, idle),
             )
+        except ResponseTooLarge as exc:
+            reason = _clean(str(exc))
+            with self._refusals_lock:
+                self._cut[target] = reason
+            log.warning(
+                "egress cut %s: %s",
+                _clean(target),
+                reason,
+                extra={"egress_target": _clean(target), "egress_reason": reason},
+            )
+            writer.transport.abort()  # a reset, not a clean end: the body is incomplete
         except TimeoutError:
             if idle.head_sent:
                 raise
@@ -446,10 +476,12 @@ class EgressProxy:
         await writer.drain()
         if method == "HEAD" or status in (204, 304):
             return
+        encoding = ", ".join(v for k, v in fields if k.lower() == "content-encoding")
+        meter = BodyMeter(self.max_body_bytes, encoding) if status != 101 else None
         if status == 101 or framing is None:
-            await _copy(up_reader, writer, idle)  # delimited by the server closing
+            await _copy(up_reader, writer, idle, None, meter)  # delimited by the server closing
         else:
-            await _copy_body(up_reader, writer, idle, framing)
+            await _copy_body(up_reader, writer, idle, framing, meter)
 
     async def _relay(self, idle: _Idle, upload, download) -> None:
         """Run both directions until ``download`` ends, an error, or ``idle_timeout`` of silence."""

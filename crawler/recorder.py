@@ -3,6 +3,11 @@
 Listeners are attached before navigation (scrapy-playwright's page init callback), so the
 main document, its redirect hops and every subresource, XHR and fetch are seen. Bodies are
 read as the responses arrive; ``drain()`` waits for the pending reads before the page closes.
+
+The recorder also keeps a hostile page bounded: a body over the size cap is not kept (and a
+response whose body the egress proxy cut is no answer at all), popups are closed, downloads
+the page starts on its own are cancelled, and a page still open at its deadline is closed,
+which ends any wait on a renderer that a script keeps busy.
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from playwright.async_api import Download, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Request, Response
 
 from storage.warc import Exchange
+
+if TYPE_CHECKING:
+    from crawler.egress_proxy import EgressProxy
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +48,77 @@ def _now() -> str:
 class TrafficRecorder:
     """Collects ``Exchange`` objects for everything one page loads."""
 
-    def __init__(self, page: Page, *, max_body_bytes: int = 50 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        page: Page,
+        *,
+        max_body_bytes: int | None = None,
+        egress: EgressProxy | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.page = page
+        self.egress = egress
+        if max_body_bytes is None:
+            max_body_bytes = egress.max_body_bytes if egress is not None else 50 * 1024 * 1024
         self.max_body_bytes = max_body_bytes
         self.exchanges: list[Exchange] = []
         self.refused: list[tuple[str, str]] = []
+        self.popups: list[str] = []  # pages the page opened: closed, never captured
+        self.downloads: list[str] = []  # downloads the page started on its own: cancelled
+        self.expired: str | None = None  # why the deadline closed the page
         self._by_request: dict[int, Exchange] = {}
         self._nav_responses: list[Response] = []
+        self._page_urls: set[str] = set()  # the document's own URL and its redirect hops
+        self._page_answered = False
         self._pending: set[asyncio.Task] = set()
+        self._closing: asyncio.Future | None = None
         page.on("request", self._on_request)
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_failed)
+        page.on("popup", self._on_popup)
+        page.on("download", self._on_download)
+        if deadline is not None:
+            timer = asyncio.get_running_loop().call_later(deadline, self._expire, deadline)
+            page.on("close", lambda _: timer.cancel())
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.ensure_future(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _expire(self, deadline: float) -> None:
+        self.expired = f"page not done after {deadline:g}s (a script that never yields?): closed"
+        logger.warning("%s: %s", self.page.url, self.expired, extra={"url": self.page.url})
+        self._closing = asyncio.ensure_future(self.page.close())  # drain() must not wait on it
+
+    def _on_popup(self, popup: Page) -> None:
+        self.popups.append(popup.url)
+        self._spawn(popup.close())
+
+    def _on_download(self, download: Download) -> None:
+        if download.url not in self._page_urls:
+            self.downloads.append(download.url)
+            self._spawn(download.cancel())
+
+    def why_failed(self) -> str | None:
+        """The recorder's own reason a page gave no capture: refused, cut, or expired."""
+        if self.refused:
+            return f"refused: {self.refused[0][1]}"
+        for url in self._page_urls:
+            cut = self.egress.cut_reason(url) if self.egress is not None else None
+            if cut is not None:
+                return cut
+        return self.expired
 
     def _on_request(self, request: Request) -> None:
         if not request.url.startswith(("http://", "https://")):
             return  # the browser's own chrome:// and extension resources are not the page's
+        if (
+            not self._page_answered
+            and request.is_navigation_request()
+            and request.frame == self.page.main_frame
+        ):
+            self._page_urls.add(request.url)
         ex = Exchange(
             url=request.url,
             method=request.method,
@@ -73,13 +138,13 @@ class TrafficRecorder:
             return
         if response.request.is_navigation_request() and response.frame == self.page.main_frame:
             self._nav_responses.append(response)
-        task = asyncio.ensure_future(self._fill(response))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+            self._page_answered = self._page_answered or not 300 <= response.status < 400
+        self._spawn(self._fill(response))
 
     async def _fill(self, response: Response) -> None:
         request = response.request
         ex = self._by_request.get(id(request))
+        too_big: str | None = None
         if ex is None:  # a response whose request event we missed: keep it anyway
             ex = Exchange(url=request.url, method=request.method, started_at=_now())
             self._by_request[id(request)] = ex
@@ -101,14 +166,28 @@ class TrafficRecorder:
             addr = await response.server_addr()
             ex.server_ip = addr["ipAddress"] if addr else None
             if not 300 <= response.status < 400:
-                body = await response.body()
-                if len(body) > self.max_body_bytes:
-                    ex.error = f"body larger than {self.max_body_bytes} bytes, not kept"
-                    body = b""
-                ex.body = body
+                ex.body, too_big = await self._body(response, headers)
         except PlaywrightError as exc:
             # The page may navigate away or close before a body is read; keep what we have.
             ex.error = ex.error or f"body unavailable: {exc.message.splitlines()[0]}"
+        cut = self.egress.cut_reason(request.url) if self.egress is not None else None
+        if cut is not None or too_big is not None:
+            # Not the whole response the server sent: no answer, and nothing of it kept.
+            ex.status, ex.body, ex.error = None, None, cut or too_big
+
+    async def _body(
+        self, response: Response, headers: list[tuple[str, str]]
+    ) -> tuple[bytes | None, str | None]:
+        """The body, or None and why when it is over the cap (unread if its length says so)."""
+        fields = {k.lower(): v for k, v in headers}
+        length = fields.get("content-length", "")
+        mb = f"{self.max_body_bytes / (1024 * 1024):g} MB"
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            return None, f"body over {mb} (Content-Length {length}): not read"
+        body = await response.body()
+        if len(body) > self.max_body_bytes:
+            return None, f"body over {mb}: not kept"
+        return body, None
 
     @staticmethod
     def _proxy_answer(url: str, headers: list[tuple[str, str]]) -> str | None:

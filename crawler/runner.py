@@ -78,6 +78,8 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
         "PLAYWRIGHT_LAUNCH_OPTIONS": browser_launch_options(config, proxy_url),
         "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": timeout_ms,
         "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": config.crawl.concurrency,
+        # A page closed at its deadline (crawler.recorder) is given up, not loaded again.
+        "PLAYWRIGHT_TARGET_CLOSED_MAX_RETRIES": 0,
         # Send the browser's own headers, not Scrapy's: the page is fetched as a browser would.
         "PLAYWRIGHT_PROCESS_REQUEST_HEADERS": None,
         "CONCURRENT_REQUESTS": config.crawl.concurrency,
@@ -133,7 +135,10 @@ def run_batch(
     if stop is not None and stop.is_set():
         outcome.finish_reason = "shutdown"
         return outcome
-    policy = DestinationPolicy(allow_private_networks=config.crawl.allow_private_networks)
+    policy = DestinationPolicy(
+        allow_private_networks=config.crawl.allow_private_networks,
+        allow_hosts=tuple(config.crawl.allow_hosts),
+    )
 
     def collect(item: object, **_: object) -> None:
         if isinstance(item, CaptureResult):
@@ -141,7 +146,11 @@ def run_batch(
             if on_result is not None:
                 on_result(item)
 
-    with EgressProxy(policy, connect_timeout=min(config.crawl.page_timeout, 30.0)) as proxy:
+    with EgressProxy(
+        policy,
+        connect_timeout=min(config.crawl.page_timeout, 30.0),
+        max_body_bytes=int(config.crawl.max_body_mb * 1024 * 1024),
+    ) as proxy:
         process = CrawlerProcess(crawl_settings(config, proxy.url, log_level))
         crawler = process.create_crawler(CaptureSpider)
         crawler.signals.connect(collect, signal=signals.item_scraped)

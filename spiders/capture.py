@@ -122,7 +122,9 @@ class CaptureSpider(scrapy.Spider):
             )
 
     async def _init_page(self, page, request: scrapy.Request) -> None:
-        request.meta["recorder"] = TrafficRecorder(page)
+        # download_timeout (page + settle timeouts + a margin) bounds the page's whole life.
+        deadline = request.meta.get("download_timeout")
+        request.meta["recorder"] = TrafficRecorder(page, egress=self.egress, deadline=deadline)
 
     async def parse_page(self, response: Response) -> AsyncIterator[CaptureItem]:
         meta = response.meta
@@ -148,8 +150,8 @@ class CaptureSpider(scrapy.Spider):
         page = request.meta.get("playwright_page")
         recorder: TrafficRecorder | None = request.meta.get("recorder")
         message = failure_reason(failure)
-        if recorder is not None and recorder.refused:
-            message = f"refused: {recorder.refused[0][1]}"
+        if recorder is not None and recorder.why_failed():
+            message = recorder.why_failed() or message  # refused, body cut, or deadline
         elif self.egress is not None:
             # A failed https tunnel reaches the page only as ERR_TUNNEL_CONNECTION_FAILED.
             parts = urlsplit(request.url)
