@@ -45,7 +45,7 @@ class VerifyReport:
 
     sources: int = 0
     manifests: int = 0
-    blobs: int = 0  # distinct blobs named by manifests, each read and hashed
+    blobs: int = 0  # distinct blobs read and hashed: those manifests name, and orphans
     stored_blobs: int = 0
     damage: list[Problem] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # sha256 of blobs nothing names
@@ -59,7 +59,7 @@ class VerifyReport:
         return not self.damage
 
     def damaged_sources(self) -> list[str]:
-        return sorted({p.source_id for p in self.damage})
+        return sorted({p.source_id for p in self.damage if p.source_id != "-"})
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -112,6 +112,12 @@ class _Checker:
             self.referenced.update(referenced_hashes(doc))
         self.report.stored_blobs = len(stored)
         self.report.orphans = sorted(stored - self.referenced)
+        for sha256 in self.report.orphans:
+            # A later capture of the same bytes would trust a stored blob without upload
+            # (put_blob skips what exists), so a corrupt orphan is damage too.
+            found = self._check_blob(sha256, None)
+            if found is not None and found[0] == "corrupt_blob":
+                self._damage(found[0], "-", blob_key(sha256), f"orphan: {found[1]}")
         self.report.sources = len(by_source)
         return self.report
 

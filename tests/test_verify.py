@@ -220,3 +220,20 @@ def test_blob_hashes_are_checked_against_the_manifest_size(archive_site, cli, ve
     kinds = sorted(p["kind"] for p in report["damage"])
     assert kinds == ["changed", "size"]
     assert hashlib.sha256(app.archive.store.get(stored[-1].key)).hexdigest() != stored[-1].sha256
+
+
+def test_a_corrupt_orphan_is_damage_and_repair_removes_it(archive_site, cli, verify_json):
+    # A half-written object under a blob's name would be trusted by the next put_blob of
+    # the same bytes (it skips what exists): it must not pass as a harmless orphan.
+    config, app = archive_site
+    data = b"the full bytes of a blob"
+    sha = hashlib.sha256(data).hexdigest()
+    app.archive.store.put(blob_key(sha), data[:10])
+    res, report = verify_json(config)
+    assert res.code == 7 and report["orphans"] == [sha]
+    [problem] = report["damage"]
+    assert (problem["kind"], problem["source_id"]) == ("corrupt_blob", "-")
+    assert report["damaged_sources"] == []
+    res, report = verify_json(config, "--repair")
+    assert report["removed"] == [sha] and not app.archive.has_blob(sha)
+    assert cli(config, "verify").code == 0
