@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 import s3server
-from cliutil import Result, history, run_cli
+from cliutil import Result, run_cli
 from fixture_site import html
 
+from crawler.cli import main
 from storage.archive import Archive
 from storage.index import Index
+from storage.runlog import RunLog
 from storage.s3store import S3Store
 
 pytestmark = pytest.mark.browser
@@ -35,6 +37,7 @@ SECRETS = (s3server.SECRET_ACCESS_KEY, s3server.ACCESS_KEY_ID)
 class OutageProxy:
     """Loopback TCP proxy to moto; after the first manifest PUT it plays an outage.
 
+    The outage starts with the first request after the first manifest PUT was answered.
     Modes: "pass" relays; "refuse" closes the listening socket (connection refused) and
     reopens it on the same port after ``outage_seconds``; "error" answers 500/503 to the
     next ``error_answers`` requests; "hang" accepts and never answers until ``restore()``.
@@ -50,7 +53,7 @@ class OutageProxy:
         self.mode = "pass"
         self.tripped = threading.Event()
         self.restored = threading.Event()
-        self._armed = False
+        self._due = False
         self._lock = threading.Lock()
         self._socks: set[socket.socket] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -87,17 +90,29 @@ class OutageProxy:
         upstream.settimeout(None)
         with self._lock:
             self._socks.add(upstream)
-        threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-        self._pipe(upstream, client, False)
+        sent_manifest = threading.Event()  # on this connection
+        threading.Thread(
+            target=self._pipe, args=(client, upstream, True, sent_manifest), daemon=True
+        ).start()
+        self._pipe(upstream, client, False, sent_manifest)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, to_server: bool) -> None:
+    def _pipe(
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        to_server: bool,
+        sent_manifest: threading.Event,
+    ) -> None:
         try:
             while data := src.recv(65536):
+                if to_server and self._due and not self.tripped.is_set():
+                    self.trip()  # the request after the first manifest's answer meets it
+                    return
                 if to_server and self.marker in data:
-                    self._armed = True
+                    sent_manifest.set()
                 dst.sendall(data)
-                if not to_server and self._armed:
-                    self.trip()  # the first manifest's answer has gone back: outage now
+                if not to_server and sent_manifest.is_set() and b" 200 OK" in data:
+                    self._due = True  # the first manifest is stored and answered
         except OSError:
             pass
         finally:
@@ -134,7 +149,7 @@ class OutageProxy:
 
     def rearm(self, outage_seconds: float | None) -> None:
         """Play the outage again after the next run's first manifest."""
-        self._armed = False
+        self._due = False
         self.outage_seconds = outage_seconds
         self.tripped.clear()
 
@@ -221,8 +236,22 @@ class Site:
 
 @pytest.fixture
 def env(s3_endpoint, s3_bucket):
-    port = int(s3_endpoint.rsplit(":", 1)[1])
-    return port, s3_bucket
+    return int(s3_endpoint.rsplit(":", 1)[1]), s3_bucket
+
+
+@pytest.fixture
+def inproc(monkeypatch, capsys):
+    """Run a command in this process (no interpreter start-up), through the proxy."""
+
+    def run(config: Path, proxy: OutageProxy, *args: str) -> tuple[int, str]:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        capsys.readouterr()
+        code = main(["--config", str(config), *args])
+        out, err = capsys.readouterr()
+        assert not any(secret in out + err for secret in SECRETS)
+        return code, out
+
+    return run
 
 
 def write_config(path: Path, bucket: str, store_extra: str = "") -> Path:
@@ -236,15 +265,16 @@ def write_config(path: Path, bucket: str, store_extra: str = "") -> Path:
 
 def cli(config: Path, proxy: OutageProxy, *args: str) -> Result:
     res = run_cli(config, "-v", *args, env={"AWS_ENDPOINT_URL_S3": proxy.url})
+    print(" ".join(args[:2]), "->", res.code, res.out.strip()[-400:], res.err.strip()[-300:])
     for secret in SECRETS:
         assert secret not in res.out and secret not in res.err, args
     return res
 
 
-def verify_store(bucket: str, config: Path, proxy: OutageProxy) -> int:
+def verify_store(endpoint: str, bucket: str, config: Path) -> int:
     """Every manifest's blobs are in the store and hash right, every chain holds, and the
     index equals one rebuilt from the store. Returns the number of manifests."""
-    store = S3Store.from_url(f"s3://{bucket}/{PREFIX}")  # straight to moto, no proxy
+    store = S3Store(s3server.admin_client(endpoint), bucket, PREFIX)  # to moto, no proxy
     archive = Archive(store)
     manifests = 0
     for source in archive.iter_sources():
@@ -254,22 +284,25 @@ def verify_store(bucket: str, config: Path, proxy: OutageProxy) -> int:
                 data = archive.get_blob(ref["sha256"])  # IntegrityError if it is corrupt
                 assert len(data) == ref["size"], name
         archive.verify_chain(source["id"])
-    index_url = f"sqlite:///{config.parent / 'citearchive-index.sqlite'}"
-    with Index(index_url) as index:
+    with Index(index_url(config)) as index:
         before = index.dump()
-    assert cli(config, proxy, "reindex").code == 0
-    with Index(index_url) as index:
+        index.rebuild(archive)  # what `reindex` does, from the store alone
         assert index.dump() == before
     return manifests
 
 
-def no_secrets_in_run_log(config: Path, proxy: OutageProxy) -> list[dict]:
-    res = cli(config, proxy, "runs", "--json")
-    assert res.code == 0, res.err
-    return json.loads(res.out)
+def index_url(config: Path) -> str:
+    return f"sqlite:///{config.parent / 'citearchive-index.sqlite'}"
 
 
-def test_refused_for_30_s_mid_run_spools_and_next_run_uploads(tmp_path, env):
+def run_log(config: Path) -> list[dict]:
+    with Index(index_url(config)) as index:
+        runs = [r.__dict__ for r in RunLog(index).recent()]
+    assert not any(secret in json.dumps(runs) for secret in SECRETS)
+    return runs
+
+
+def test_refused_for_30_s_mid_run_spools_and_next_run_uploads(tmp_path, env, s3_endpoint, inproc):
     """The endpoint is gone (connection refused) for 30 s after the first manifest of a
     run; writes retry for 5 s, then spool; the spooled captures are judged against the
     earlier run (read ahead), readable while spooled, and uploaded by the next run."""
@@ -278,7 +311,7 @@ def test_refused_for_30_s_mid_run_spools_and_next_run_uploads(tmp_path, env):
     site = Site(proxy.tripped)
     config = write_config(tmp_path / "c.toml", bucket, "retry_seconds = 5")
     try:
-        assert cli(config, proxy, "add", *site.urls()).code == 0
+        assert inproc(config, proxy, "add", *site.urls())[0] == 0
         proxy.tripped.set()  # first run: no outage, /slow answers at once
         first = cli(config, proxy, "run-once", "--all")
         assert first.code == 0 and "4 new" in first.out, first.err
@@ -297,53 +330,51 @@ def test_refused_for_30_s_mid_run_spools_and_next_run_uploads(tmp_path, env):
         if not proxy.restored.is_set():  # the run ended inside the outage
             assert "to be uploaded by the next run" in res.out
             # Spooled, yet readable: history from the index, the DOM from the spool.
-            latest = history(config, site.urls()[3], env={"AWS_ENDPOINT_URL_S3": proxy.url})
-            assert latest[-1]["verdict"] == "changed"
-            got = cli(config, proxy, "get", site.urls()[3])
-            assert got.code == 0 and "second version" in got.out, got.err
+            code, dom = inproc(config, proxy, "get", site.urls()[3])
+            assert code == 0 and "second version" in dom
             assert proxy.restored.wait(60)
         after = cli(config, proxy, "run-once")
         assert after.code == 0, after.err
         assert list(spool.rglob("captures/*/*.json")) == []
-        assert verify_store(bucket, config, proxy) == 8
-        runs = no_secrets_in_run_log(config, proxy)
-        assert any("store unavailable" in e for r in runs for e in r["errors"])
-        assert not any(s in json.dumps(runs) for s in SECRETS)
+        assert verify_store(s3_endpoint, bucket, config) == 8
+        assert any("store unavailable" in e for r in run_log(config) for e in r["errors"])
     finally:
         proxy.close()
         site.stop()
 
 
-def test_500_and_503_answers_are_retried_until_the_store_answers(tmp_path, env):
+def test_500_and_503_answers_are_retried_until_the_store_answers(
+    tmp_path, env, s3_endpoint, inproc
+):
     port, bucket = env
     proxy = OutageProxy(port, bucket, "error")
     proxy.error_answers = 6
     site = Site(proxy.tripped)
     config = write_config(tmp_path / "c.toml", bucket)  # default: retry for 60 s
     try:
-        assert cli(config, proxy, "add", *site.urls()).code == 0
+        assert inproc(config, proxy, "add", *site.urls())[0] == 0
         res = cli(config, proxy, "run-once", "--all")
         assert res.code == 0, res.err
         assert proxy.errors_sent == 6
         assert "4 new" in res.out
         assert "store unavailable" in res.out and "nothing spooled" in res.out, res.out
         assert "retrying in" in res.err  # the log says what happened, without secrets
-        assert verify_store(bucket, config, proxy) == 4
+        assert verify_store(s3_endpoint, bucket, config) == 4
         assert not (tmp_path / "citearchive-spool").exists()
     finally:
         proxy.close()
         site.stop()
 
 
-def test_timeouts_spool_and_the_next_run_uploads(tmp_path, env):
-    """The endpoint accepts and never answers: 1 s read timeouts, 2 s of retrying."""
+def test_timeouts_spool_and_the_next_run_uploads(tmp_path, env, s3_endpoint, inproc):
+    """The endpoint accepts and never answers: 1 s read timeouts, 1 s of retrying."""
     port, bucket = env
     proxy = OutageProxy(port, bucket, "hang")
     site = Site(proxy.tripped)
-    extra = "retry_seconds = 2\nread_timeout = 1\nconnect_timeout = 1"
+    extra = "retry_seconds = 1\nread_timeout = 1\nconnect_timeout = 1"
     config = write_config(tmp_path / "c.toml", bucket, extra)
     try:
-        assert cli(config, proxy, "add", *site.urls()).code == 0
+        assert inproc(config, proxy, "add", *site.urls())[0] == 0
         res = cli(config, proxy, "run-once", "--all")
         assert res.code == 0, res.err
         assert "4 new" in res.out
@@ -359,7 +390,7 @@ def test_timeouts_spool_and_the_next_run_uploads(tmp_path, env):
         after = cli(config, proxy, "run-once")
         assert after.code == 0, after.err
         assert f"{len(spooled)} spooled capture(s) of an earlier run uploaded" in after.out
-        assert verify_store(bucket, config, proxy) == 4
+        assert verify_store(s3_endpoint, bucket, config) == 4
         assert not list((tmp_path / "citearchive-spool").rglob("*.json"))
     finally:
         proxy.close()
