@@ -78,8 +78,6 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
         "PLAYWRIGHT_LAUNCH_OPTIONS": browser_launch_options(config, proxy_url),
         "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": timeout_ms,
         "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": config.crawl.concurrency,
-        # A page closed at its deadline (crawler.recorder) is given up, not loaded again.
-        "PLAYWRIGHT_TARGET_CLOSED_MAX_RETRIES": 0,
         # Send the browser's own headers, not Scrapy's: the page is fetched as a browser would.
         "PLAYWRIGHT_PROCESS_REQUEST_HEADERS": None,
         "CONCURRENT_REQUESTS": config.crawl.concurrency,

@@ -19,7 +19,7 @@ from scrapy.http import Response
 from twisted.python.failure import Failure
 
 from crawler.egress_proxy import EgressProxy
-from crawler.errors import DestinationRefused
+from crawler.errors import CaptureError, DestinationRefused
 from crawler.items import CaptureItem
 from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions, fill_from_page
@@ -122,6 +122,11 @@ class CaptureSpider(scrapy.Spider):
             )
 
     async def _init_page(self, page, request: scrapy.Request) -> None:
+        previous: TrafficRecorder | None = request.meta.get("recorder")
+        if previous is not None and previous.expired:
+            # scrapy-playwright loads a page closed under it again: not one closed at its deadline
+            await page.close()
+            raise CaptureError(previous.expired)
         # download_timeout (page + settle timeouts + a margin) bounds the page's whole life.
         deadline = request.meta.get("download_timeout")
         request.meta["recorder"] = TrafficRecorder(page, egress=self.egress, deadline=deadline)
