@@ -36,9 +36,13 @@ def _brotli_steps() -> Callable[[bytes], Iterator[int]]:
     decoder = brotli.Decompressor()
 
     def steps(data: bytes) -> Iterator[int]:
-        yield len(decoder.process(data, output_buffer_limit=_STEP))
-        while not decoder.can_accept_more_data():
-            yield len(decoder.process(b"", output_buffer_limit=_STEP))
+        if decoder.is_finished():
+            return
+        produced = len(decoder.process(data, output_buffer_limit=_STEP))
+        yield produced
+        while produced and not decoder.is_finished():  # output still held back: drain it
+            produced = len(decoder.process(b"", output_buffer_limit=_STEP))
+            yield produced
 
     return steps
 
