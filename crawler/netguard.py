@@ -178,9 +178,14 @@ class DestinationPolicy:
             except ValueError:
                 return  # a DNS name: resolve() decides
             literal = host
-        self.check_address(literal, port)
+        self._check_endpoint(literal, port)
 
-    def check_address(self, ip: str, port: int | None = None) -> None:
+    def _check_endpoint(self, ip: str, port: int | None) -> None:
+        """An address on a port: allowed if listed in ``allow_hosts``, else ``check_address``."""
+        if not self._listed(ip, port):
+            self.check_address(ip)
+
+    def check_address(self, ip: str) -> None:
         """Refuse ``ip`` unless it is a global unicast address (or private networks are allowed).
 
         The one place an address is judged: ``check_url`` and ``resolve`` call it too.
@@ -189,7 +194,7 @@ class DestinationPolicy:
             addr = ipaddress.ip_address(ip)
         except ValueError as exc:
             raise DestinationRefused(f"{_one_line(ip)!r} is not an IP address") from exc
-        if self.allow_private_networks or self._listed(str(addr), port):
+        if self.allow_private_networks:
             return
         mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
         why = _why_not_global(mapped if mapped is not None else addr)
@@ -206,7 +211,7 @@ class DestinationPolicy:
             return seen  # an allowed name: whatever it resolves to
         for address in seen:
             try:
-                self.check_address(address, port)
+                self._check_endpoint(address, port)
             except DestinationRefused as exc:
                 if host.strip("[]") == address:
                     raise
