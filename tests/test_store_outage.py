@@ -23,14 +23,18 @@ from cliutil import Result, run_cli
 from fixture_site import html
 
 from crawler.cli import main
+from crawler.errors import StoreUnavailable
 from storage.archive import Archive
 from storage.index import Index
+from storage.localstore import LocalStore
 from storage.runlog import RunLog
 from storage.s3store import S3Store
+from storage.spool import SpoolingStore
 
 pytestmark = pytest.mark.browser
 
 PREFIX = "arch"
+URL_OF_SOURCE = "https://example.org/alert"
 SECRETS = (s3server.SECRET_ACCESS_KEY, s3server.ACCESS_KEY_ID)
 
 
@@ -54,6 +58,8 @@ class OutageProxy:
         self.tripped = threading.Event()
         self.restored = threading.Event()
         self._due = False
+        self.cut_at_request: int | None = None  # or: the outage starts at this request
+        self.requests = 0
         self._lock = threading.Lock()
         self._socks: set[socket.socket] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -105,6 +111,10 @@ class OutageProxy:
     ) -> None:
         try:
             while data := src.recv(65536):
+                if to_server and data.startswith((b"GET ", b"HEAD ", b"PUT ")):
+                    self.requests += 1
+                    if self.requests == self.cut_at_request:
+                        self._due = True
                 if to_server and self._due and not self.tripped.is_set():
                     self.trip()  # the request after the first manifest's answer meets it
                     return
@@ -395,3 +405,58 @@ def test_timeouts_spool_and_the_next_run_uploads(tmp_path, env, s3_endpoint, inp
     finally:
         proxy.close()
         site.stop()
+
+
+def test_an_upload_cut_anywhere_leaves_no_manifest_without_its_blobs(tmp_path, env, monkeypatch):
+    """The spool of two chained captures is uploaded with the store going away at each
+    request in turn: whatever reached the store verifies, and the next upload completes."""
+    port, bucket = env
+    spool = tmp_path / "spool"
+    staged = Archive(LocalStore(spool))  # the spool as an offline run leaves it
+    staged.put_source({"id": "src1", "canonical_url": URL_OF_SOURCE})
+    for n, when in enumerate(["2026-01-02T10:00:00Z", "2026-01-03T10:00:00Z"]):
+        ref = staged.put_blob(f"capture {n} body".encode())
+        staged.write_manifest(
+            {
+                "id": f"cap{n}",
+                "source_id": "src1",
+                "captured_at": when,
+                "artifacts": {"dom": {"sha256": ref.sha256, "size": ref.size}},
+            }
+        )
+    objects = sorted(p.relative_to(spool) for p in spool.rglob("*") if p.is_file())
+    cuts = 0
+    for cut in range(1, 20):
+        prefix = f"cut{cut}"
+        backup = {p: (spool / p).read_bytes() for p in objects}
+        proxy = OutageProxy(port, bucket, "refuse")
+        proxy.cut_at_request = cut
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        remote = S3Store.from_url(
+            f"s3://{bucket}/{prefix}", connect_timeout=2, read_timeout=2, max_attempts=1
+        )
+        store = SpoolingStore(remote, spool, retry_seconds=0)
+        try:
+            store.flush(patient=False)
+            done = True
+        except StoreUnavailable:
+            done = False
+        finally:
+            proxy.close()
+        direct = Archive(S3Store(s3server.admin_client(f"http://127.0.0.1:{port}"), bucket, prefix))
+        for key in direct.store.list("captures/"):
+            for ref in json.loads(direct.store.get(key))["artifacts"].values():
+                assert direct.get_blob(ref["sha256"])  # present and intact
+        direct.verify_chain("src1")
+        if done:
+            break
+        cuts += 1
+        # The next run: the rest of the spool goes up, nothing is missing.
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+        SpoolingStore(S3Store.from_url(f"s3://{bucket}/{prefix}"), spool).flush()
+        assert len(list(direct.store.list("captures/src1/"))) == 2
+        assert not store.pending()
+        for path, data in backup.items():  # the same spool again for the next cut
+            (spool / path).parent.mkdir(parents=True, exist_ok=True)
+            (spool / path).write_bytes(data)
+    assert cuts >= 5  # 2 blobs (HEAD + PUT), 1 source, 2 manifests: cut at each request
