@@ -25,7 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 import brotli
 import pytest
 from backports import zstd
-from cliutil import history
 
 from crawler.egress_proxy import EgressProxy
 from crawler.netguard import DestinationPolicy
@@ -330,21 +329,26 @@ def crawl(site, tmp_path_factory):
     peak_kb = int((tmp / "peak").read_text().split()[1])
     sent = {path: n - sent_before.get(path, 0) for path, n in site.sent.items()}
     return {
-        "config": config,
         "store": tmp / "store",
+        "captures": captures(tmp / "store"),
         "out": res.stdout,
         "peak_kb": peak_kb,
         "sent": sent,
     }
 
 
+def captures(store: Path) -> dict[str, dict]:
+    """Each source's capture manifest (one run: one each), by source URL, read from the store."""
+    found: dict[str, dict] = {}
+    for path in (store / "captures").glob("*/*.json"):
+        manifest = json.loads(path.read_bytes())
+        assert manifest["url"] not in found
+        found[manifest["url"]] = manifest
+    return found
+
+
 def capture(site: HostileSite, crawl: dict, path: str) -> dict:
-    [only] = history(crawl["config"], site.url(path))
-    return only
-
-
-def manifest(crawl: dict, cap: dict) -> dict:
-    return json.loads((crawl["store"] / cap["manifest"]).read_bytes())
+    return crawl["captures"][site.url(path)]
 
 
 def blob(crawl: dict, sha: str) -> bytes:
@@ -400,7 +404,7 @@ def test_bounded_traffic_of_over_cap_and_looping_pages(site, crawl) -> None:
 def test_script_looping_after_capture_started_keeps_the_served_page(site, crawl) -> None:
     cap = capture(site, crawl, "/loop-late.html")
     assert cap["verdict"] == "new" and cap["http_status"] == 200
-    assert b"Late looping page 7711" in blob(crawl, cap["raw_sha256"])
+    assert b"Late looping page 7711" in blob(crawl, cap["artifacts"]["raw"]["sha256"])
 
 
 @pytest.mark.browser
@@ -420,7 +424,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 def test_tall_page_screenshot_is_capped(site, crawl) -> None:
     cap = capture(site, crawl, "/tall.html")
     assert cap["verdict"] == "new"
-    width, height = png_size(blob(crawl, cap["screenshot_sha256"]))
+    width, height = png_size(blob(crawl, cap["artifacts"]["screenshot"]["sha256"]))
     assert (width, height) == (1280, SCREENSHOT_CAP)
 
 

@@ -23,9 +23,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from cliutil import history, run_cli
+from cliutil import run_cli
 
+from crawler.config import load_config
 from crawler.egress_proxy import EgressProxy
+from crawler.errors import ConfigError
 from crawler.netguard import DestinationPolicy
 
 # Addresses a hostile page or DNS answer can point at, with the reason the guard gives.
@@ -190,10 +192,17 @@ def test_allow_hosts_name_entry_allows_that_name_only() -> None:
 def test_allow_hosts_config_errors_name_the_entry(tmp_path: Path, entry, message) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[crawl]\nallow_hosts = ["{entry}"]\n')
+    with pytest.raises(ConfigError, match=r"crawl\.allow_hosts") as info:
+        load_config(config)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_allow_hosts_is_exit_2_on_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[crawl]\nallow_hosts = ["127.0.0.1"]\n')
     res = run_cli(config, "status")
     assert res.code == 2
-    assert "crawl.allow_hosts" in res.err and message in res.err
-    assert len(res.err.strip().splitlines()) == 1
+    assert "crawl.allow_hosts" in res.err and len(res.err.strip().splitlines()) == 1
 
 
 # ---- end to end: a crawl with the default policy and one allowed endpoint -------------------
@@ -295,8 +304,8 @@ def crawl(counters, tmp_path_factory):
     assert res.code == 0, res.err
     yield {
         "site": site,
-        "config": config,
         "store": tmp / "store",
+        "captures": captures(tmp / "store"),
         "aims": aims,
         "redirects": redirects,
         "out": res.out,
@@ -315,13 +324,18 @@ def as_browser_writes(url: str) -> str:
     return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()
 
 
-def only(config: Path, url: str) -> dict:
-    [capture] = history(config, url)
-    return capture
+def captures(store: Path) -> dict[str, dict]:
+    """Each source's capture manifest (one run: one each), by source URL, read from the store."""
+    found: dict[str, dict] = {}
+    for path in (store / "captures").glob("*/*.json"):
+        manifest = json.loads(path.read_bytes())
+        assert manifest["url"] not in found
+        found[manifest["url"]] = manifest
+    return found
 
 
-def manifest(crawl: dict, capture: dict) -> dict:
-    return json.loads((crawl["store"] / capture["manifest"]).read_bytes())
+def blob(store: Path, sha: str) -> bytes:
+    return (store / "blobs" / "sha256" / sha[:2] / sha[2:4] / sha).read_bytes()
 
 
 @pytest.mark.browser
@@ -334,12 +348,12 @@ def test_no_private_target_saw_a_connection(crawl, counters) -> None:
 @pytest.mark.browser
 def test_private_sources_unreachable_refused(crawl) -> None:
     for url, why in crawl["aims"].items():
-        capture = only(crawl["config"], url)
+        capture = crawl["captures"][url]
         assert capture["verdict"] == "unreachable", url
         assert capture["http_status"] is None and capture["final_url"] is None
         assert capture["error"].startswith("refused: ") and why in capture["error"], url
         assert "raw" not in capture["artifacts"]
-        refused = manifest(crawl, capture)["refused"]
+        refused = capture["refused"]
         assert refused and why in refused[0]["reason"]
 
 
@@ -347,12 +361,12 @@ def test_private_sources_unreachable_refused(crawl) -> None:
 def test_redirect_to_private_target_refused_and_recorded(crawl) -> None:
     aims = crawl["aims"]
     for source, to in crawl["redirects"].items():
-        capture = only(crawl["config"], source)
+        capture = crawl["captures"][source]
         assert capture["verdict"] == "unreachable", source
         assert capture["http_status"] is None
         if to in aims:
             assert capture["error"].startswith("refused: ") and aims[to] in capture["error"]
-            refused = manifest(crawl, capture)["refused"]
+            refused = capture["refused"]
             assert [r["url"] for r in refused] == [as_browser_writes(to)]
             assert aims[to] in refused[0]["reason"]
         else:  # file:, data:, chrome: — Chromium itself will not follow a redirect there
@@ -360,20 +374,17 @@ def test_redirect_to_private_target_refused_and_recorded(crawl) -> None:
 
 
 @pytest.mark.browser
-def test_page_with_private_subresources_captured_and_each_refusal_listed(crawl, tmp_path):
-    site, config = crawl["site"], crawl["config"]
-    capture = only(config, f"{site.base}/page.html")
+def test_page_with_private_subresources_captured_and_each_refusal_listed(crawl) -> None:
+    capture = crawl["captures"][f"{crawl['site'].base}/page.html"]
     assert capture["verdict"] == "new" and capture["http_status"] == 200
-    refused = {r["url"]: r["reason"] for r in manifest(crawl, capture)["refused"]}
+    refused = {r["url"]: r["reason"] for r in capture["refused"]}
     for url, why in crawl["aims"].items():
         url = as_browser_writes(url)
         assert url in refused, url
         assert why in refused[url], (url, refused[url])
     # nothing from a refused target, file: or chrome: reached any stored artifact
-    for name in ("raw", "dom", "text", "warc"):
-        out = tmp_path / name
-        res = run_cli(config, "get", f"{site.base}/page.html", "--artifact", name, "-o", str(out))
-        assert res.code == 0, res.err
-        data = out.read_bytes()
+    assert set(capture["artifacts"]) >= {"raw", "dom", "text", "warc"}
+    for name, meta in capture["artifacts"].items():
+        data = blob(crawl["store"], meta["sha256"])
         assert b"SECRET-7731" not in data and b"root:x:0:0" not in data, name
-    assert (tmp_path / "text").read_text().count("4402") == 1
+    assert blob(crawl["store"], capture["artifacts"]["text"]["sha256"]).count(b"4402") == 1
