@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _BACKOFF_START = 0.5
 _BACKOFF_MAX = 8.0
+_IMMUTABLE = ("blobs/", "captures/")  # a kept copy of these is as good as the store's
+READ_RETRY_SECONDS = 30.0  # offline, how often a read tries the store again
 _KEEP_JSON_MAX = 1 << 20  # JSON records read online are kept for offline reads up to this size
 
 
@@ -102,6 +104,7 @@ class SpoolingStore:
         self._sleep = sleep
         self._lock = threading.Lock()
         self.offline = False
+        self._next_read_try = 0.0
         self._failures = 0
         self._down_since: float | None = None
         self._down_total = 0.0
@@ -151,6 +154,7 @@ class SpoolingStore:
 
     def _go_offline(self, exc: StoreUnavailable) -> None:
         with self._lock:
+            self._next_read_try = time.monotonic() + READ_RETRY_SECONDS
             if self.offline:
                 return
             self.offline = True
@@ -158,12 +162,22 @@ class SpoolingStore:
             "%s; writes go to the spool %s until the store answers again", exc, self.spool_dir
         )
 
-    def _online(self, fn: Callable[[], _T]) -> tuple[bool, _T | None]:
-        """(True, result) from the remote store, or (False, None) when it is down."""
+    def _online(self, fn: Callable[[], _T], *, read: bool = True) -> tuple[bool, _T | None]:
+        """(True, result) from the remote store, or (False, None) when it is down.
+
+        Offline, writes never try the store (a manifest must not overtake its spooled
+        blobs), but a read tries once every READ_RETRY_SECONDS, so a long-lived process
+        (the web UI) reads from the store again once it is back.
+        """
+        budget = self.retry_seconds
         if self.offline:
-            return False, None
+            with self._lock:
+                if not read or time.monotonic() < self._next_read_try:
+                    return False, None
+                self._next_read_try = time.monotonic() + READ_RETRY_SECONDS
+            budget = 0.0
         try:
-            return True, self._call(fn, self.retry_seconds)
+            return True, self._call(fn, budget)
         except StoreUnavailable:
             return False, None
 
@@ -171,7 +185,9 @@ class SpoolingStore:
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store remotely; while the store is down, in the spool."""
-        ok, _ = self._online(lambda: self.remote.put(key, data, content_type=content_type))
+        ok, _ = self._online(
+            lambda: self.remote.put(key, data, content_type=content_type), read=False
+        )
         if ok:
             # A copy an earlier run spooled is older than what was just stored.
             self.spool.delete(key)
@@ -191,6 +207,11 @@ class SpoolingStore:
             return self.spool.get(key)
         except BlobNotFound:
             pass
+        if key.startswith(_IMMUTABLE):
+            with self._lock:
+                kept = self._kept.get(key)
+            if kept is not None:
+                return kept
         ok, data = self._online(lambda: self.remote.get(key))
         if ok and data is not None:
             if key.endswith(".json") and len(data) <= _KEEP_JSON_MAX:
