@@ -460,3 +460,31 @@ def test_an_upload_cut_anywhere_leaves_no_manifest_without_its_blobs(tmp_path, e
             (spool / path).parent.mkdir(parents=True, exist_ok=True)
             (spool / path).write_bytes(data)
     assert cuts >= 5  # 2 blobs (HEAD + PUT), 1 source, 2 manifests: cut at each request
+
+
+def test_offline_writes_spool_and_reads_come_back_with_the_store(tmp_path, env, monkeypatch):
+    """Once offline, writes go to the spool without waiting and stay there (order), while
+    a read tries the store again and gets the store's answer once it is back."""
+    port, bucket = env
+    admin = s3server.admin_client(f"http://127.0.0.1:{port}")
+    admin.put_object(Bucket=bucket, Key=f"{PREFIX}/sources/old.json", Body=b"{}")
+    proxy = OutageProxy(port, bucket, "refuse")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    remote = S3Store.from_url(f"s3://{bucket}/{PREFIX}", connect_timeout=1, max_attempts=1)
+    store = SpoolingStore(remote, tmp_path / "spool", retry_seconds=0)
+    monkeypatch.setattr("storage.spool.READ_RETRY_SECONDS", 0.0)  # reads try at every call
+    try:
+        proxy.cut_at_request = 1
+        store.put("blobs/sha256/aa/bb/one", b"one")
+        assert proxy.tripped.is_set() and store.offline
+        with pytest.raises(StoreUnavailable):
+            store.get("sources/old.json")  # never read, nothing kept
+        proxy.restore()
+        store.put("sources/new.json", b"{}")  # offline: spooled, not sent ahead of the blob
+        assert store.pending() == ["blobs/sha256/aa/bb/one", "sources/new.json"]
+        assert store.get("sources/old.json") == b"{}"  # the store answers again
+        assert list(store.list("sources/")) == ["sources/new.json", "sources/old.json"]
+        assert store.flush() == 0 and not store.pending() and not store.offline
+        assert admin.get_object(Bucket=bucket, Key=f"{PREFIX}/sources/new.json")
+    finally:
+        proxy.close()
