@@ -47,6 +47,7 @@ from crawler.config import load_config
 from crawler.sources import Citation, register
 from crawler.verify import verify
 from storage.index import Index
+from storage.runlog import RunLog
 
 SEED = 20261127
 KILLS_PER_BACKEND = 10
@@ -98,40 +99,59 @@ class Site:
 
 
 class Victim:
-    """The run-once child in a process group of its own; ``kill`` is kill -9 of the group."""
+    """The run-once child in a process group of its own; ``kill`` is kill -9 of the group,
+    or of the Python process alone (its Chromium and driver then outlive it a moment)."""
 
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
+    def __init__(self, log: Path) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
         self.killed_at: str | None = None
+        self.log = log
         self._lock = threading.Lock()
 
     def start(self, config: Path, env: dict[str, str]) -> None:
         self.killed_at = None
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crawler.cli", "--config", str(config), "run-once"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
+        with self.log.open("wb") as log:  # a file, not a pipe: the children inherit it
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "crawler.cli", "--config", str(config), "run-once"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
 
-    def kill(self, where: str) -> bool:
+    def kill(self, where: str, leader_only: bool = False) -> bool:
         with self._lock:
             if self.proc is None or self.killed_at is not None or self.proc.poll() is not None:
                 return False
-            os.killpg(self.proc.pid, signal.SIGKILL)  # Chromium and its driver die too
+            if leader_only:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            else:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # Chromium and its driver die too
             self.killed_at = where
             return True
 
-    def wait(self) -> tuple[int, str, str]:
+    def wait(self, at_exit: Callable[[bool], None]) -> tuple[int, str]:
+        """Wait for the Python process; ``at_exit(group_alive)`` runs before the rest of
+        its process group is killed."""
         assert self.proc is not None
         try:
-            out, err = self.proc.communicate(timeout=180)
+            code = self.proc.wait(timeout=180)
+            at_exit(_group_alive(self.proc.pid))
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)  # nothing may outlive the round
-        return self.proc.returncode, out, err
+        return code, self.log.read_text(errors="replace")
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting to be reaped do not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 # S3: a proxy that sees request lines and can kill the client at one of them.
@@ -289,7 +309,7 @@ class StoreWatch:
 # What a kill left behind, read from the store.
 
 
-def leftovers(app: App, root: Path | None) -> dict[str, int]:
+def leftovers(app: App, root: Path | None) -> dict:
     report = verify(app.archive, app.index)
     assert report.clean, [p.__dict__ for p in report.damage]
     temp = 0
@@ -300,10 +320,11 @@ def leftovers(app: App, root: Path | None) -> dict[str, int]:
         "unindexed": len(report.unindexed),
         "temp": temp,
         "manifests": report.manifests,
+        "unindexed_keys": report.unindexed,
     }
 
 
-def phase(before: dict[str, int], after: dict[str, int]) -> str:
+def phase(before: dict, after: dict) -> str:
     if after["unindexed"] > before["unindexed"]:
         return "after manifest, before index row"
     if after["orphans"] > before["orphans"] or after["temp"] > before["temp"]:
@@ -332,6 +353,14 @@ def run_rounds(
     app = App.open(load_config(config))
     phases: Counter[str] = Counter()
     points: Counter[str] = Counter()
+
+    def check_lock(group_alive: bool) -> None:
+        # The kernel drops a flock when its last holder dies; Chromium and the driver
+        # must not hold it (Python opens files non-inheritable).
+        lock_is_free(app)
+        if group_alive and "Python process only" in (victim.killed_at or ""):
+            points["(lock taken while the killed run's children still ran)"] += 1
+
     unindexed: set[str] = set()
     n = 0
     try:
@@ -352,9 +381,10 @@ def run_rounds(
             if kind == "time":
                 delay = rng.uniform(0.0, 2.5)
                 site.requested.get(timeout=120)
-                timer = threading.Timer(delay, victim.kill, ["random time after a page"])
+                where = "random time after a page (Python process only)"
+                timer = threading.Timer(delay, victim.kill, [where, True])
                 timer.start()
-            code, _out, err = victim.wait()
+            code, err = victim.wait(check_lock)
             arm(None, 0)
             if timer is not None:
                 timer.cancel()
@@ -366,9 +396,7 @@ def run_rounds(
             after = leftovers(app, root)
             phases[phase(before, after)] += 1
             points[victim.killed_at] += 1
-            lock_is_free(app)
-            report = verify(app.archive, app.index)
-            unindexed.update(report.unindexed)
+            unindexed.update(after["unindexed_keys"])
     finally:
         app.close()
     return phases, points, sorted(unindexed)
@@ -404,6 +432,9 @@ def finish_and_compare(config: Path, tmp_path: Path, unindexed: list[str], capsy
         report = verify(app.archive, app.index)
         assert report.clean and report.orphans == [] and report.unindexed == []
         assert app.index.dump() == rebuilt
+        runs = Counter(r.status for r in RunLog(app.index).recent(100))
+        with capsys.disabled():  # a killed run never logs its end: it stays "running"
+            print(f"run log after the kills: {dict(runs)}")
     finally:
         fresh.close()
         app.close()
@@ -429,7 +460,7 @@ def crash_config(tmp_path: Path, store_url: str) -> Path:
 def test_kill_9_on_disk(tmp_path, site, capsys):
     root = tmp_path / "store"
     config = crash_config(tmp_path, root.as_uri())
-    victim = Victim()
+    victim = Victim(tmp_path / "run.log")
     watch = StoreWatch(root, victim)
 
     def watch_sources(ids: list[str]) -> None:
@@ -449,7 +480,7 @@ def test_kill_9_on_disk(tmp_path, site, capsys):
 @pytest.mark.browser
 def test_kill_9_on_s3(tmp_path, site, s3_bucket, s3_endpoint, capsys):
     config = crash_config(tmp_path, f"s3://{s3_bucket}/arch")
-    victim = Victim()
+    victim = Victim(tmp_path / "run.log")
     proxy = KillingProxy(s3_endpoint, s3_bucket, victim)
     try:
         phases, points, unindexed = run_rounds(
