@@ -25,27 +25,25 @@ from urllib.parse import urlsplit
 
 from crawler.bodycap import BodyMeter
 from crawler.errors import CaptureError, DestinationRefused, ResponseTooLarge
+from crawler.httpwire import (
+    HOP_BY_HOP,
+    MAX_HEAD,
+    TOKEN,
+    Fields,
+    Idle,
+    body_framing,
+    copy,
+    copy_body,
+    parse_head,
+    tokens,
+)
 from crawler.netguard import DestinationPolicy
 
 __all__ = ["EgressProxy", "Refusal"]
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 64 * 1024  # request/response head and chunk-size lines
-_CHUNK = 64 * 1024
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
-}
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(r"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
-Fields = list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -67,96 +65,6 @@ class _ReplyError(Exception):
 def _clean(text: str, limit: int = 300) -> str:
     """Printable ASCII on one line: safe in a header field and a log line."""
     return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:limit]
-
-
-def _parse_head(head: bytes) -> tuple[str, Fields]:
-    """Split a message head into its first line and its header fields; ValueError if malformed."""
-    first, *lines = head.decode("latin-1").split("\r\n")
-    fields = []
-    for line in filter(None, lines):
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise ValueError("malformed header field")
-        fields.append((name, value.strip()))
-    return first, fields
-
-
-def _tokens(fields: Fields, name: str) -> list[str]:
-    return [t.strip().lower() for k, v in fields if k.lower() == name for t in v.split(",")]
-
-
-def _body_framing(fields: Fields, *, request: bool) -> str | int | None:
-    """ "chunked", a Content-Length, or None (requests: no body; responses: until close)."""
-    encodings = _tokens(fields, "transfer-encoding")
-    lengths = {v.strip() for k, v in fields if k.lower() == "content-length"}
-    if encodings:
-        if request and (lengths or encodings[-1] != "chunked"):
-            raise ValueError("ambiguous request framing")  # request smuggling
-        return "chunked" if encodings[-1] == "chunked" else None
-    if len(lengths) > 1 or (lengths and not re.fullmatch(r"[0-9]{1,18}", next(iter(lengths)))):
-        raise ValueError("bad Content-Length")
-    return int(lengths.pop()) if lengths else None
-
-
-class _Idle:
-    """When bytes last moved (either direction), for the idle timeout; whether a head went out."""
-
-    def __init__(self) -> None:
-        self.head_sent = False
-        self.touch()
-
-    def touch(self) -> None:
-        self.last = asyncio.get_running_loop().time()
-
-
-async def _copy(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    idle: _Idle,
-    size: int | None = None,
-    meter: BodyMeter | None = None,
-) -> None:
-    """Copy ``size`` bytes, or until EOF when None; ``meter`` sees each piece before it goes."""
-    while size is None or size > 0:
-        data = await reader.read(_CHUNK if size is None else min(_CHUNK, size))
-        if not data:
-            if size is None:
-                return
-            raise ConnectionError("connection closed inside a message body")
-        idle.touch()
-        if meter is not None:
-            meter.feed(data)
-        writer.write(data)
-        await writer.drain()
-        idle.touch()
-        size = None if size is None else size - len(data)
-
-
-async def _copy_body(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    idle: _Idle,
-    framing: str | int | None,
-    meter: BodyMeter | None = None,
-) -> None:
-    """Copy one message body, and nothing after it."""
-    if framing != "chunked":
-        await _copy(reader, writer, idle, int(framing or 0), meter)
-        return
-    while True:  # forward the chunks as they are, stop after the last one
-        line = await reader.readuntil(b"\r\n")
-        size = line.split(b";", 1)[0].strip()
-        if not re.fullmatch(rb"[0-9A-Fa-f]{1,15}", size):
-            raise ValueError("bad chunk size")
-        writer.write(line)
-        if int(size, 16) == 0:
-            while line != b"\r\n":  # trailer fields, then the empty line
-                line = await reader.readuntil(b"\r\n")
-                writer.write(line)
-            await writer.drain()
-            return
-        await _copy(reader, writer, idle, int(size, 16), meter)
-        await _copy(reader, writer, idle, 2)  # the CRLF after the chunk
 
 
 class EgressProxy:
@@ -267,9 +175,9 @@ class EgressProxy:
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_timeout)
-                line, fields = _parse_head(head)
+                line, fields = parse_head(head)
                 method, target, version = line.split(" ")
-                if not _TOKEN.fullmatch(method) or version not in ("HTTP/1.0", "HTTP/1.1"):
+                if not TOKEN.fullmatch(method) or version not in ("HTTP/1.0", "HTTP/1.1"):
                     raise ValueError("bad request line")
             except asyncio.LimitOverrunError:
                 raise _ReplyError(431, f"request head larger than {MAX_HEAD} bytes") from None
@@ -365,15 +273,15 @@ class EgressProxy:
         up_reader, up_writer = await self._open(target, f"https://{target}/", host, int(port_text))
         log.debug("egress tunnel %s", _clean(target), extra={"egress_target": _clean(target)})
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        idle = _Idle()
+        idle = Idle()
 
         async def upload() -> None:
-            await _copy(reader, up_writer, idle)
+            await copy(reader, up_writer, idle)
             if up_writer.can_write_eof():
                 up_writer.write_eof()  # half-close: let the server finish its answer
 
         try:
-            await self._relay(idle, upload(), _copy(up_reader, writer, idle))
+            await self._relay(idle, upload(), copy(up_reader, writer, idle))
         finally:
             up_writer.close()
 
@@ -390,7 +298,7 @@ class EgressProxy:
             url = urlsplit(target)
             scheme, host = url.scheme.lower(), url.hostname or ""
             port = url.port if url.port is not None else {"http": 80, "https": 443}.get(scheme, 0)
-            framing = _body_framing(fields, request=True)
+            framing = body_framing(fields, request=True)
         except ValueError:
             raise _ReplyError(400, "malformed request target or framing") from None
         if not scheme:
@@ -405,18 +313,18 @@ class EgressProxy:
             _clean(target),
             extra={"egress_method": method, "egress_target": _clean(target)},
         )
-        dropped = _HOP_BY_HOP | set(_tokens(fields, "connection")) | {"host"}
+        dropped = HOP_BY_HOP | set(tokens(fields, "connection")) | {"host"}
         head = [
             f"{method} {url.path or '/'}{'?' if url.query else ''}{url.query} {version}",
             f"Host: {url.netloc.rpartition('@')[2]}",
         ]
         head += [f"{k}: {v}" for k, v in fields if k.lower() not in dropped]
         up_writer.write("\r\n".join([*head, "Connection: close", "", ""]).encode("latin-1"))
-        idle = _Idle()
+        idle = Idle()
         try:
             await self._relay(
                 idle,
-                _copy_body(reader, up_writer, idle, framing),
+                copy_body(reader, up_writer, idle, framing),
                 self._respond(method, up_reader, writer, idle),
             )
         except ResponseTooLarge as exc:
@@ -444,19 +352,19 @@ class EgressProxy:
         method: str,
         up_reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        idle: _Idle,
+        idle: Idle,
     ) -> None:
         """Relay one response, its head rewritten to carry ``Connection: close``."""
         while True:
             try:
                 head = await up_reader.readuntil(b"\r\n\r\n")
                 idle.touch()
-                status_line, fields = _parse_head(head)
+                status_line, fields = parse_head(head)
                 match = _STATUS_LINE.fullmatch(status_line)
                 if match is None:
                     raise ValueError("bad status line")
                 status = int(match.group(1))
-                framing = _body_framing(fields, request=False)
+                framing = body_framing(fields, request=False)
             except (ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError) as exc:
                 raise _ReplyError(502, f"malformed response from upstream: {exc}") from None
             if not 100 <= status < 200 or status == 101:
@@ -479,11 +387,11 @@ class EgressProxy:
         encoding = ", ".join(v for k, v in fields if k.lower() == "content-encoding")
         meter = BodyMeter(self.max_body_bytes, encoding) if status != 101 else None
         if status == 101 or framing is None:
-            await _copy(up_reader, writer, idle, None, meter)  # delimited by the server closing
+            await copy(up_reader, writer, idle, None, meter)  # delimited by the server closing
         else:
-            await _copy_body(up_reader, writer, idle, framing, meter)
+            await copy_body(up_reader, writer, idle, framing, meter)
 
-    async def _relay(self, idle: _Idle, upload, download) -> None:
+    async def _relay(self, idle: Idle, upload, download) -> None:
         """Run both directions until ``download`` ends, an error, or ``idle_timeout`` of silence."""
         down = asyncio.ensure_future(download)
         pending = {asyncio.ensure_future(upload), down}
