@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,10 @@ import botocore.exceptions
 
 from crawler.errors import BlobNotFound, ConfigError, StorageError, StoreUnavailable
 from storage.objectstore import check_key, check_prefix, is_key, redact_url
+
+# botocore's DEBUG log prints each request's headers and string to sign, which name the
+# access key id: never below INFO, whatever -vv asks of the root logger.
+logging.getLogger("botocore").setLevel(logging.INFO)
 
 DEFAULT_REGION = "us-east-1"
 # Loose on purpose: legacy us-east-1 buckets may have capitals and underscores; this only
