@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -38,7 +39,8 @@ _BACKOFF_START = 0.5
 _BACKOFF_MAX = 8.0
 _IMMUTABLE = ("blobs/", "captures/")  # a kept copy of these is as good as the store's
 READ_RETRY_SECONDS = 30.0  # offline, how often a read tries the store again
-_KEEP_JSON_MAX = 1 << 20  # JSON records read online are kept for offline reads up to this size
+_KEEP_JSON_MAX = 1 << 20
+_READ_AHEAD_THREADS = 8  # JSON records read online are kept for offline reads up to this size
 
 
 def _flush_rank(key: str) -> tuple[int, str]:
@@ -346,15 +348,24 @@ def begin_run(archive: Archive, index: Index, source_ids: Iterable[str]) -> None
     if not isinstance(store, SpoolingStore):
         return
     waiting = len(store.pending())
+    jobs = []  # per source: its id and the keys its verdict reads (the index knows them)
+    for sid in source_ids:
+        answered = [r for r in index.captures(sid) if r.verdict != "unreachable"]
+        keys = [answered[-1].manifest_key] if answered else []
+        if answered and "text" in answered[-1].artifacts:
+            keys.append(blob_key(answered[-1].artifacts["text"]["sha256"]))
+        jobs.append((sid, keys))
+
+    def read_ahead(job: tuple[str, list[str]]) -> None:
+        archive.latest_manifest(job[0])  # keeps the listing and the manifest
+        for key in job[1]:
+            store.keep(key)
+
     try:
         store.uploaded_earlier += store.flush()
-        for sid in source_ids:
-            archive.latest_manifest(sid)  # keeps the listing and the manifest
-            answered = [r for r in index.captures(sid) if r.verdict != "unreachable"]
-            if answered:
-                store.keep(answered[-1].manifest_key)
-                if "text" in answered[-1].artifacts:
-                    store.keep(blob_key(answered[-1].artifacts["text"]["sha256"]))
+        # Round trips, not bandwidth: a few at once (boto3 clients are thread-safe).
+        with ThreadPoolExecutor(max_workers=_READ_AHEAD_THREADS) as pool:
+            list(pool.map(read_ahead, jobs))
     except StoreUnavailable as exc:
         left = f"; {waiting} spooled object(s) wait in {store.spool_dir}" if waiting else ""
         raise StoreUnavailable(f"{exc}{left}; nothing was captured") from exc
