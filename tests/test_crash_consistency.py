@@ -6,8 +6,10 @@ Kill points are real and reproducible without any hook in the product:
   forwarding it), when the k-th manifest PUT arrives (before forwarding it), or once the
   server has stored the k-th manifest but before its answer reaches the child.
 - Disk: inotify on the store's directories fires when a blob write starts (its prefix
-  directory is created) or a manifest's temp file appears; the child is killed then.
-- Both: at a seeded random time after the first page request reached the site.
+  directory is created), when a manifest's temp file appears, or when the manifest is
+  renamed into place; the child is killed then.
+- Both: at a seeded random time after the first page request reached the site, killing
+  the Python process alone, so the run lock is taken again while its Chromium still runs.
 Where each kill landed is then read from the store itself (orphan blobs, manifests the index
 lacks, temp files) and counted per phase.
 
@@ -261,13 +263,14 @@ def _close(*socks: socket.socket) -> None:
 
 # Disk: inotify, so the kill follows the store's own file events.
 
-IN_CREATE, IN_ISDIR = 0x100, 0x40000000
+IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x80, 0x100, 0x40000000
 _EVENT = struct.Struct("iIII")
 
 
 class StoreWatch:
-    """Kills the victim at the k-th blob write (a new blobs/sha256/ab directory) or the k-th
-    manifest temp file in captures/<source>/ (watched directories are made beforehand)."""
+    """Kills the victim at the k-th blob write (a new blobs/sha256/ab directory), the k-th
+    manifest temp file in captures/<source>/ (``manifest``) or the k-th manifest renamed into
+    place (``renamed``); the watched directories are made beforehand."""
 
     def __init__(self, root: Path, victim: Victim) -> None:
         self.libc = ctypes.CDLL(None, use_errno=True)
@@ -283,7 +286,8 @@ class StoreWatch:
 
     def watch(self, path: Path, kind: str) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        wd = self.libc.inotify_add_watch(self.fd, str(path).encode(), IN_CREATE)
+        mask = IN_CREATE | IN_MOVED_TO
+        wd = self.libc.inotify_add_watch(self.fd, str(path).encode(), mask)
         assert wd >= 0, os.strerror(ctypes.get_errno())
         self.kinds[wd] = kind
 
@@ -298,12 +302,21 @@ class StoreWatch:
                 wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
                 name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
                 offset += _EVENT.size + length
-                kind = self.kinds.get(wd)
-                is_temp = name.startswith(b".#")
-                if (kind == "blob" and mask & IN_ISDIR) or (kind == "manifest" and is_temp):
+                kind = _event_kind(self.kinds.get(wd), mask, name)
+                if kind is not None:
                     self._seen[kind] += 1
                     if self._armed == (kind, self._seen[kind]):
-                        self.victim.kill(f"{kind} write started")
+                        self.victim.kill(f"{kind} (disk)")
+
+
+def _event_kind(watched: str | None, mask: int, name: bytes) -> str | None:
+    if watched == "blob" and mask & IN_CREATE and mask & IN_ISDIR:
+        return "blob"  # a blob write starts by making its prefix directory
+    if watched == "manifest" and mask & IN_CREATE and name.startswith(b".#"):
+        return "manifest"  # the manifest's temp file: blobs are all stored
+    if watched == "manifest" and mask & IN_MOVED_TO and not name.startswith(b".#"):
+        return "renamed"  # the manifest is in place; its index row comes next
+    return None
 
 
 # What a kill left behind, read from the store.
@@ -468,12 +481,20 @@ def test_kill_9_on_disk(tmp_path, site, capsys):
             watch.watch(root / "captures" / sid, "manifest")
 
     phases, points, unindexed = run_rounds(
-        config, site, victim, watch.arm, ["blob", "manifest", "time"], root, {}, watch_sources
+        config,
+        site,
+        victim,
+        watch.arm,
+        ["blob", "manifest", "renamed", "time"],
+        root,
+        {},
+        watch_sources,
     )
     with capsys.disabled():
         print(f"\ndisk: kill points {dict(points)}; landed {dict(phases)}")
     assert sum(phases.values()) >= KILLS_PER_BACKEND
     assert phases["after blobs (or mid-blob), before manifest"] >= 1
+    assert phases["after manifest, before index row"] >= 1
     finish_and_compare(config, tmp_path, unindexed, capsys)
 
 
