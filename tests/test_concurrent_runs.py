@@ -6,7 +6,8 @@ may be captured twice for one due time, and the store must verify clean afterwar
 
 The run lock is a flock on a local file beside the index (for an S3 store without an index
 URL: beside the config), so processes sharing one config share it; processes on two
-machines, or with two configs, do not (see docs/verify.md).
+machines, or with two configs, do not (see docs/verify.md): the last test shows what two
+uncoordinated writers do to a hash chain, and that verify reports it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from test_daemon import GatedSite, Watched, captures_per_source
 from crawler.app import App
 from crawler.config import load_config
 from crawler.verify import verify
+from storage.archive import Archive
+from storage.ids import new_capture_id
+from storage.localstore import LocalStore
 
 
 @pytest.fixture
@@ -151,3 +155,47 @@ def test_two_schedulers_on_one_store_never_capture_twice(tmp_path, gated):
     assert [r.code for r in results] == [0, 0], [r.err for r in results]
     assert captures_per_source(config) == dict.fromkeys(site.urls, 1)
     verified_clean(config)
+
+
+class HeldManifestPuts:
+    """A store whose manifest puts wait for ``go``: the writer has read the latest manifest
+    and chained to it, but has not stored its own yet."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        self.url = store.url
+        self.chained = threading.Event()
+        self.go = threading.Event()
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        if key.startswith("captures/"):
+            self.chained.set()
+            assert self.go.wait(30)
+        self.store.put(key, data, content_type=content_type)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def _manifest(sid: str, when: str) -> dict:
+    return {"id": new_capture_id(), "source_id": sid, "captured_at": when, "artifacts": {}}
+
+
+def test_writers_without_a_shared_lock_fork_the_chain_and_verify_names_it(tmp_path):
+    # What two machines (or two configs) on one S3 store can do, since the run lock is a
+    # local flock: both chain a capture to the same latest manifest. Nothing prevents it
+    # yet (issue 11: leases); verify must at least report it.
+    store = LocalStore(tmp_path / "store")
+    sid = "s1"
+    Archive(store).write_manifest(_manifest(sid, "2026-01-01T00:00:00Z"))
+    held = HeldManifestPuts(store)
+    first = threading.Thread(
+        target=Archive(held).write_manifest, args=[_manifest(sid, "2026-01-02T00:00:00Z")]
+    )
+    first.start()
+    assert held.chained.wait(30)
+    second = Archive(store).write_manifest(_manifest(sid, "2026-01-03T00:00:00Z"))
+    held.go.set()
+    first.join(30)
+    report = verify(Archive(store))
+    assert [(p.kind, p.key, p.latest) for p in report.damage] == [("chain", second.key, True)]
