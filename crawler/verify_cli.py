@@ -34,6 +34,8 @@ def summary_line(report: VerifyReport) -> str:
 
 
 def problem_line(problem: Problem) -> str:
+    if problem.source_id == "-":  # a blob no manifest names
+        return f"damaged {problem.kind}: {problem.key}: {problem.detail}"
     where = problem.url or "(source not in the index)"
     latest = " [latest capture]" if problem.latest else ""
     return (

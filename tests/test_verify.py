@@ -234,6 +234,9 @@ def test_a_corrupt_orphan_is_damage_and_repair_removes_it(archive_site, cli, ver
     [problem] = report["damage"]
     assert (problem["kind"], problem["source_id"]) == ("corrupt_blob", "-")
     assert report["damaged_sources"] == []
+    line = cli(config, "verify").out.splitlines()[1]
+    assert problem["detail"].startswith(f"orphan: blob {sha} is corrupt")
+    assert line == f"damaged corrupt_blob: {blob_key(sha)}: {problem['detail']}"
     res, report = verify_json(config, "--repair")
     assert report["removed"] == [sha] and not app.archive.has_blob(sha)
     assert cli(config, "verify").code == 0
