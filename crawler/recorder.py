@@ -13,7 +13,9 @@ which ends any wait on a renderer that a script keeps busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -39,6 +41,12 @@ class Hop:
     url: str
     status: int
     location: str | None
+
+
+async def _quietly(action: Awaitable[object]) -> None:
+    """Close or cancel something the page may already have closed itself."""
+    with contextlib.suppress(PlaywrightError):
+        await action
 
 
 def _now() -> str:
@@ -89,16 +97,16 @@ class TrafficRecorder:
     def _expire(self, deadline: float) -> None:
         self.expired = f"page not done after {deadline:g}s (a script that never yields?): closed"
         logger.warning("%s: %s", self.page.url, self.expired, extra={"url": self.page.url})
-        self._closing = asyncio.ensure_future(self.page.close())  # drain() must not wait on it
+        self._closing = asyncio.ensure_future(_quietly(self.page.close()))  # not in drain()
 
     def _on_popup(self, popup: Page) -> None:
         self.popups.append(popup.url)
-        self._spawn(popup.close())
+        self._spawn(_quietly(popup.close()))
 
     def _on_download(self, download: Download) -> None:
         if download.url not in self._page_urls:
             self.downloads.append(download.url)
-            self._spawn(download.cancel())
+            self._spawn(_quietly(download.cancel()))
 
     def why_failed(self) -> str | None:
         """The recorder's own reason a page gave no capture: refused, cut, or expired."""
