@@ -42,8 +42,15 @@ lint: $(STAMP)
 test: install tools lint
 	$(BIN)/pytest -q
 
-bench: install
-	$(BIN)/python bench/run.py
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# Figures and ratios of one run, printed and written to bench/results/ (bench/README.md).
+bench: install $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) archive .pytest_cache .ruff_cache

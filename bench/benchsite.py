@@ -89,7 +89,7 @@ class BenchSite:
                 "<div id=body>Loading…</div><script>"
                 f"fetch('/data/{n}.json').then(r=>r.json()).then(d=>{{"
                 "document.getElementById('body').innerHTML="
-                "d.paragraphs.map(p=>'<p>'+p+'</p>').join('')}})</script>"
+                "d.paragraphs.map(p=>'<p>'+p+'</p>').join('')})</script>"
             )
         else:
             body = "".join(f"<p>{p}</p>" for p in paragraphs(n, n in self.edited))

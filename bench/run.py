@@ -72,8 +72,12 @@ class Archive:
         return Counter(runs[0]["counts"]) if runs else Counter()
 
     def stored_bytes(self) -> int:
-        """Everything the archive keeps: store objects plus the index beside them."""
-        return tree_size(self.store)
+        """What the store holds: blobs, manifests, source records (not the index)."""
+        return sum(tree_size(self.store / d) for d in ("blobs", "captures", "sources", "probes"))
+
+    def index_bytes(self) -> int:
+        """The SQLite index beside the store: derived data, rebuilt by `reindex`."""
+        return sum(f.stat().st_size for f in self.store.glob("index.sqlite*"))
 
 
 def main() -> int:
@@ -84,6 +88,7 @@ def main() -> int:
     parser.add_argument("--edits", type=int, default=10, help="K pages edited for (d)")
     parser.add_argument("--soak", type=int, default=1000, help="captures in the RSS run (0: skip)")
     parser.add_argument("--scale", type=int, default=100_000, help="sources for status (0: skip)")
+    parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
     site = BenchSite(max(args.pages, args.soak), args.scripted_every)
@@ -99,7 +104,7 @@ def main() -> int:
         "concurrency": args.concurrency,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
         bare_s = bare_loop([f"{site.base}/a/{n}" for n in pages], args.concurrency)
         r["a_bare_s"] = round(bare_s, 2)
         r["a_bare_pages_per_min"] = round(args.pages / bare_s * 60, 1)
@@ -120,18 +125,21 @@ def main() -> int:
         r["b_over_a"] = round(r["b_first_pages_per_min"] / r["a_bare_pages_per_min"], 3)
         r["store_bytes_per_page"] = sum(a.stored_bytes() for a in archives.values()) // args.pages
 
+        index_added = 0
         for kind, archive in archives.items():
-            before = archive.stored_bytes()
+            before, index_before = archive.stored_bytes(), archive.index_bytes()
             seconds, rss, counts, _ = archive.run()
             peak = max(peak, rss)
             recheck_s[kind] = seconds
             added += archive.stored_bytes() - before
+            index_added += archive.index_bytes() - index_before
             r[f"c_recheck_{kind}_s"] = round(seconds, 2)
             r[f"c_{kind}_speedup"] = round(r[f"b_first_{kind}_s"] / seconds, 2)
             r[f"recheck_{kind}_verdicts"] = dict(counts)
         r["c_recheck_s"] = round(sum(recheck_s.values()), 2)
         r["c_over_b"] = round(r["c_recheck_s"] / first_s, 3)
         r["f_bytes_added_per_unchanged_recheck"] = added // args.pages
+        r["f_index_bytes_per_unchanged_recheck"] = index_added // args.pages
 
         edited = static[: args.edits - args.edits // 2] + scripted[: args.edits // 2]
         for n in edited:

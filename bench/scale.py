@@ -87,6 +87,12 @@ def measure_scale(root: Path, count: int, exe: str) -> dict:
         due = app.due_sources(everything=False)
         result["scale_due_select_s"] = round(time.monotonic() - start, 3)
         result["scale_due_sources"] = len(due)
+        start = time.monotonic()
+        app.due_sources(everything=False, limit=config.schedule.batch_size)
+        result["scale_due_select_batch_s"] = round(time.monotonic() - start, 3)
+        start = time.monotonic()
+        app.count_due()
+        result["scale_due_count_s"] = round(time.monotonic() - start, 3)
     finally:
         app.close()
     return result

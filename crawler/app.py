@@ -53,11 +53,15 @@ class App:
             raise NotFoundError(f"{url}: not a registered source (add it first)")
         return row
 
-    def due_sources(self, everything: bool) -> list[SourceRow]:
+    def due_sources(self, everything: bool, limit: int | None = None) -> list[SourceRow]:
         if everything:
-            return self.index.list_sources()
+            return self.index.list_sources()[:limit]
         interval = timedelta(hours=self.config.schedule.interval_hours)
-        return self.index.due_sources(datetime.now(UTC), interval)
+        return self.index.due_sources(datetime.now(UTC), interval, limit)
+
+    def count_due(self) -> int:
+        interval = timedelta(hours=self.config.schedule.interval_hours)
+        return self.index.count_due(datetime.now(UTC), interval)
 
     def capture_at(
         self, source: SourceRow, at: datetime | None, artifact: str | None

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from importlib.metadata import PackageNotFoundError, version
 
+from crawler.errors import IntegrityError
 from crawler.evidence import Evidence, gather
 from crawler.items import CaptureItem
+from crawler.recheck import recheck_facts, rendering_facts
 from crawler.schedule import Planner
 from crawler.verdict import UNREACHABLE, Earlier, LastContent, Verdict, decide
 from storage.archive import Archive, StoredManifest
@@ -136,11 +138,30 @@ def store_capture(
     archive: Archive, index: Index, item: CaptureItem, planner: Planner | None = None
 ) -> StoredManifest:
     """Judge ``item`` against the source's history and store it; returns the manifest."""
+    if item.recheck is not None:
+        manifest = recheck_manifest(archive, index, item)
+    else:
+        manifest = full_manifest(archive, index, item)
+    manifest["next_due_at"] = _next_due(index, item, planner)
+    stored = archive.write_manifest(manifest)
+    index.record_capture(stored)
+    return stored
+
+
+def full_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
+    """A rendered capture: judged, its new blobs stored (unchanged bytes are never stored
+    twice; an unchanged page's WARC is kept only when its payloads differ)."""
     ev = gather(item, cited_passages(index, item.source_id))
     earlier, last_content = _history(archive, index, item.source_id)
     verdict = decide(ev, earlier, last_content)
+    found = _artifacts(item, ev)
+    same_traffic = None
+    if verdict.name == "unchanged" and "warc" in found:
+        same_traffic = _capture_with_traffic(archive, index, item)
+        if same_traffic is not None:
+            del found["warc"]
     artifacts = {}
-    for name, data in _artifacts(item, ev).items():
+    for name, data in found.items():
         ref = archive.put_blob(data)
         if name == "raw":
             media_type = item.media_type or "application/octet-stream"
@@ -148,10 +169,69 @@ def store_capture(
             media_type = ARTIFACT_MEDIA_TYPES[name]
         artifacts[name] = {"sha256": ref.sha256, "size": ref.size, "media_type": media_type}
     manifest = build_manifest(item, ev, verdict, artifacts)
-    manifest["next_due_at"] = _next_due(index, item, planner)
-    stored = archive.write_manifest(manifest)
-    index.record_capture(stored)
-    return stored
+    manifest["fingerprints"]["traffic_sha256"] = item.traffic_sha256
+    if same_traffic is not None:
+        manifest["warc_same_as"] = same_traffic
+    if item.answered:
+        manifest["rendering"] = rendering_facts(item, ev.fingerprint)
+    return manifest
+
+
+def _capture_with_traffic(archive: Archive, index: Index, item: CaptureItem) -> str | None:
+    """The id of the source's latest capture with a WARC of exactly ``item``'s payloads."""
+    if item.traffic_sha256 is None:
+        return None
+    with_warc = [r for r in index.captures(item.source_id) if "warc" in r.artifacts]
+    if not with_warc:
+        return None
+    last = archive.read_manifest(with_warc[-1].manifest_key).manifest
+    if (last.get("fingerprints") or {}).get("traffic_sha256") == item.traffic_sha256:
+        return with_warc[-1].id
+    return None
+
+
+def recheck_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
+    """A cheap re-check that proved the source unchanged: what was fetched, and the
+    capture it matched, whose judged text, passages and evidence still hold."""
+    assert item.recheck is not None
+    basis_row = index.get_capture(item.recheck["basis"])
+    if basis_row is None:
+        raise IntegrityError(f"re-check basis {item.recheck['basis']} is not in the index")
+    basis = archive.read_manifest(basis_row.manifest_key).manifest
+    artifacts = {"text": basis["artifacts"]["text"]}  # the judged text, unchanged
+    if item.raw is not None:
+        ref = archive.put_blob(item.raw)
+        artifacts["raw"] = {
+            "sha256": ref.sha256,
+            "size": ref.size,
+            "media_type": item.media_type or "application/octet-stream",
+        }
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "id": new_capture_id(),
+        "source_id": item.source_id,
+        "url": item.url,
+        "captured_at": item.captured_at,
+        "final_url": item.final_url,
+        "http_status": item.http_status,
+        "headers": [list(h) for h in item.headers],
+        "redirect_chain": [],
+        "media_type": item.media_type or basis.get("media_type"),
+        "verdict": "unchanged",
+        "reason": item.recheck["reason"],
+        "error": None,
+        "refused": [],
+        "resources": 0,
+        "timings": item.timings,
+        "artifacts": artifacts,
+        "fingerprints": {"text_sha256": basis["fingerprints"]["text_sha256"]},
+        "similarity": 1.0,
+        # The basis's findings hold for the same text; its evidence is in its manifest.
+        "passages": basis.get("passages", []),
+        "recheck": {"tier": "conditional", "basis": item.recheck["basis"]},
+        "rendering": recheck_facts(basis.get("rendering") or {}, item),
+        "software": _software(),
+    }
 
 
 def _next_due(index: Index, item: CaptureItem, planner: Planner | None) -> str | None:

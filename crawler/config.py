@@ -64,6 +64,10 @@ class CrawlConfig(_Section):
     viewport_height: Annotated[int, Field(ge=200, le=4000)] = 900
     max_screenshot_height: Annotated[int, Field(ge=200, le=100_000)] = 20_000
     pages_per_context: Annotated[int, Field(ge=1, le=10_000)] = 50
+    # "tiered": a source whose content needs no script is re-checked by a conditional
+    # HTTP fetch first, and rendered only if that cannot prove it unchanged (docs/rechecks.md).
+    recheck: Literal["tiered", "full"] = "tiered"
+    full_render_days: Annotated[float, Field(gt=0)] = 7.0  # render at least this often
     # "HOST:PORT" endpoints allowed despite the private-address guard (docs/security.md).
     allow_hosts: list[str] = []
     max_body_mb: Annotated[float, Field(gt=0, le=4096)] = 50.0  # one response body, decoded

@@ -84,7 +84,7 @@ def pending_sources(config: Config) -> int:
             row = app.index.get_source(sid)
             if row is None or row.removed_at is not None:  # registering brings it back
                 unregistered.add(sid)
-        return len(app.due_sources(False)) + len(unregistered)
+        return app.count_due() + len(unregistered)
     finally:
         app.close()
 

@@ -42,6 +42,12 @@ class CaptureItem:
     refused: list[dict] = field(default_factory=list)
     resources: int = 0
     probe: ProbeResult | None = None
+    # sha256 over every exchange's method, URL, status and body: equal means the browser
+    # got the same payloads, so an unchanged capture need not store its WARC again.
+    traffic_sha256: str | None = None
+    # Set by a cheap re-check (crawler/recheck.py): {"basis": capture id, "reason": why
+    # unchanged}; such an item has no DOM, screenshot or WARC of its own.
+    recheck: dict | None = None
 
     @property
     def answered(self) -> bool:

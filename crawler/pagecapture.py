@@ -7,6 +7,7 @@ tickers) is captured as it stands when the bound runs out.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ async def settle(page: Page, timeout: float) -> bool:
 async def screenshot(page: Page, max_height: int) -> bytes | None:
     """A full-page PNG, cut at ``max_height`` pixels so endless pages stay bounded."""
     try:
+        # Two animation frames: what scripts last changed is painted before the shot
+        # (on a busy machine the shot could otherwise show an older frame).
+        await page.evaluate(
+            "() => new Promise(r => { setTimeout(r, 500);"
+            " requestAnimationFrame(() => requestAnimationFrame(r)); })"
+        )
         height = await page.evaluate(
             "() => Math.max(document.documentElement ? document.documentElement.scrollHeight : 0,"
             " document.body ? document.body.scrollHeight : 0)"
@@ -156,3 +163,16 @@ async def fill_from_page(
     item.warc = build_warc(
         recorder.exchanges, resources, captured_at=item.captured_at, page_url=item.url
     )
+    item.traffic_sha256 = traffic_digest(recorder.exchanges, resources)
+
+
+def traffic_digest(exchanges: list, resources: list[Resource]) -> str:
+    """sha256 over what a WARC holds, minus its dates: each exchange's method, URL, status
+    and body hash (sorted: subresources finish in any order), then the DOM and screenshot."""
+    lines = sorted(
+        f"{ex.method} {ex.url} {ex.status} {hashlib.sha256(ex.body or b'').hexdigest()}"
+        for ex in exchanges
+        if ex.status is not None
+    )
+    lines += [f"{r.uri} {hashlib.sha256(r.data).hexdigest()}" for r in resources]
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from scrapy import signals
 from scrapy.crawler import CrawlerProcess
@@ -23,8 +24,10 @@ from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions
 from crawler.pipelines import CaptureResult
 from crawler.probes import HostProbes, load_fresh, origin_of
+from crawler.recheck import bases, with_basis
 from spiders.capture import CaptureSpider, CaptureTarget
 from storage.archive import Archive
+from storage.index import Index
 from storage.objectstore import open_store
 
 logger = logging.getLogger(__name__)
@@ -115,6 +118,18 @@ class BatchOutcome:
         return self.finish_reason != "finished"
 
 
+def _with_bases(config: Config, targets: Sequence[CaptureTarget]) -> list[CaptureTarget]:
+    """The targets, with a cheap re-check basis where the source's history allows one."""
+    with Index(config.index_url) as index:
+        found = bases(
+            index,
+            [t.source_id for t in targets],
+            datetime.now(UTC),
+            timedelta(days=config.crawl.full_render_days),
+        )
+    return with_basis(targets, found)
+
+
 def run_batch(
     config: Config,
     targets: Sequence[CaptureTarget],
@@ -137,6 +152,8 @@ def run_batch(
         allow_private_networks=config.crawl.allow_private_networks,
         allow_hosts=tuple(config.crawl.allow_hosts),
     )
+    if config.crawl.recheck == "tiered":
+        targets = _with_bases(config, targets)
 
     def collect(item: object, **_: object) -> None:
         if isinstance(item, CaptureResult):

@@ -94,7 +94,7 @@ def execute(
             begin_run(app.archive, app.index, [])  # earlier runs' spool first: it is older
             if citations:
                 register(app.archive, app.index, citations, app.canonical)
-            due = app.due_sources(everything)[:limit]
+            due = app.due_sources(everything, limit)
             begin_run(app.archive, app.index, [s.id for s in due])
             runs = RunLog(app.index)
             run_id = runs.start(kind, len(due))

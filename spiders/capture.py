@@ -8,6 +8,7 @@ stops the crawl.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -24,6 +25,7 @@ from crawler.items import CaptureItem
 from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions, fill_from_page
 from crawler.probes import HostProbes
+from crawler.recheck import RecheckBasis, cheap_outcome
 from crawler.recorder import TrafficRecorder
 from storage.ids import utc_now_rfc3339
 
@@ -45,6 +47,8 @@ def failure_reason(failure: Failure) -> str:
 class CaptureTarget:
     source_id: str
     url: str
+    # Set when a cheap conditional fetch may stand in for the render (crawler/recheck.py).
+    basis: RecheckBasis | None = None
 
 
 class ContextRecycler:
@@ -105,21 +109,73 @@ class CaptureSpider(scrapy.Spider):
             except DestinationRefused as exc:
                 yield self._failed_item(target, f"refused: {exc}", refused=True)
                 continue
-            yield scrapy.Request(
-                target.url,
-                callback=self.parse_page,
-                errback=self.on_error,
-                dont_filter=True,
-                meta={
-                    "playwright": True,
-                    "playwright_include_page": True,
-                    "playwright_context": self.recycler.assign(),
-                    "playwright_context_kwargs": self.context_kwargs,
-                    "playwright_page_init_callback": self._init_page,
-                    "capture_target": target,
-                    "captured_at": utc_now_rfc3339(),
-                },
-            )
+            if target.basis is not None:
+                yield self._conditional_request(target)
+            else:
+                yield self._render_request(target)
+
+    def _render_request(self, target: CaptureTarget) -> scrapy.Request:
+        return scrapy.Request(
+            target.url,
+            callback=self.parse_page,
+            errback=self.on_error,
+            dont_filter=True,
+            meta={
+                "playwright": True,
+                "playwright_include_page": True,
+                "playwright_context": self.recycler.assign(),
+                "playwright_context_kwargs": self.context_kwargs,
+                "playwright_page_init_callback": self._init_page,
+                "capture_target": target,
+                "captured_at": utc_now_rfc3339(),
+            },
+        )
+
+    def _conditional_request(self, target: CaptureTarget) -> scrapy.Request:
+        """A plain HTTP GET (no browser), conditional on the last capture's validators."""
+        assert target.basis is not None
+        return scrapy.Request(
+            target.url,
+            callback=self.parse_conditional,
+            errback=self.on_conditional_error,
+            dont_filter=True,
+            headers=target.basis.conditional_headers(),
+            meta={"capture_target": target, "captured_at": utc_now_rfc3339()},
+        )
+
+    async def parse_conditional(self, response: Response) -> AsyncIterator:
+        target: CaptureTarget = response.meta["capture_target"]
+        assert target.basis is not None
+        media_type = (response.headers.get("Content-Type") or b"").decode("latin-1")
+        media_type = media_type.split(";")[0].strip().lower()
+        # Text extraction of a changed body takes tens of ms: off the reactor.
+        reason = await asyncio.to_thread(
+            cheap_outcome, target.basis, response.status, response.url, response.body, media_type
+        )
+        if reason is None:
+            yield self._render_request(target)
+            return
+        item = CaptureItem(
+            source_id=target.source_id,
+            url=target.url,
+            captured_at=response.meta["captured_at"],
+            final_url=response.url,
+            http_status=response.status,
+            headers=[
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, values in response.headers.items()
+                for v in values
+            ],
+            media_type=media_type,
+            raw=response.body if response.status == 200 else None,
+            recheck={"basis": target.basis.capture_id, "reason": reason},
+        )
+        item.timings["fetch_s"] = round(response.meta.get("download_latency", 0.0), 3)
+        yield item
+
+    async def on_conditional_error(self, failure: Failure) -> AsyncIterator[scrapy.Request]:
+        # The cheap tier only ever confirms "unchanged": any doubt goes to the browser.
+        yield self._render_request(failure.request.meta["capture_target"])
 
     async def _init_page(self, page, request: scrapy.Request) -> None:
         previous: TrafficRecorder | None = request.meta.get("recorder")
@@ -127,6 +183,12 @@ class CaptureSpider(scrapy.Spider):
             # scrapy-playwright loads a page closed under it again: not one closed at its deadline
             await page.close()
             raise CaptureError(previous.expired)
+        # scrapy-playwright routes every request of the page through Python to apply the
+        # Scrapy request's method, body and headers. A capture is a plain GET with the
+        # browser's own headers (PLAYWRIGHT_PROCESS_REQUEST_HEADERS = None), so that route
+        # only costs round trips for each subresource and turns Chromium's cache off.
+        # (The init callback runs after the route is set: scrapy-playwright PR #205.)
+        await page.unroute("**")
         # download_timeout (page + settle timeouts + a margin) bounds the page's whole life.
         deadline = request.meta.get("download_timeout")
         request.meta["recorder"] = TrafficRecorder(page, egress=self.egress, deadline=deadline)

@@ -46,9 +46,14 @@ class StoredManifest:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Deterministic UTF-8 JSON with a trailing newline: same data, same bytes, same hash."""
+    """Deterministic UTF-8 JSON with a trailing newline: same data, same bytes, same hash.
+
+    Compact: a manifest is written for every re-check, and indentation was a third of it.
+    """
     # allow_nan=False: NaN/Infinity are not JSON and other readers would reject the file.
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False, indent=2)
+    text = json.dumps(
+        value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
     return (text + "\n").encode("utf-8")
 
 

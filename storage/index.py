@@ -66,6 +66,9 @@ _captures = sa.Table(
     sa.Column("artifacts", sa.JSON, nullable=False),
     # The schedule's next time after this capture, as its manifest records it.
     sa.Column("next_due_at", sa.String(32), nullable=True),
+    # The manifest's "rendering" facts: does the content need script, validators, when the
+    # page was last rendered in full (crawler/recheck.py decides cheap re-checks from it).
+    sa.Column("rendering", sa.JSON, nullable=True),
     sa.Index("ix_captures_source_captured", "source_id", "captured_at"),
 )
 
@@ -106,6 +109,7 @@ class CaptureRow:
     text_sha256: str | None
     artifacts: dict
     next_due_at: str | None = None
+    rendering: dict | None = None
 
 
 class StatusRow(NamedTuple):
@@ -175,6 +179,7 @@ def _capture_values(stored: StoredManifest) -> dict[str, Any]:
             if manifest.get("next_due_at")
             else None
         ),
+        "rendering": manifest["rendering"] if isinstance(manifest.get("rendering"), dict) else None,
     }
 
 
@@ -315,28 +320,30 @@ class Index:
         )
         return self._select_sources("list sources", query)
 
-    def due_sources(self, now: datetime, interval: timedelta) -> list[SourceRow]:
+    def due_sources(
+        self, now: datetime, interval: timedelta, limit: int | None = None
+    ) -> list[SourceRow]:
         """Sources due at ``now``: their next_due_at has come, or, without one, they were
         never captured or last captured at or before now - interval.
 
-        Never-captured sources come first, then the longest-waiting ones.
+        Never-captured sources come first, then the longest-waiting ones; at most ``limit``.
         """
-        now_text, cutoff = format_rfc3339(now), format_rfc3339(now - interval)
-        last, due = _sources.c.last_captured_at, _sources.c.next_due_at
+        last = _sources.c.last_captured_at
         query = (
             sa.select(_sources)
-            .where(
-                sa.or_(
-                    due <= now_text,
-                    sa.and_(due.is_(None), sa.or_(last.is_(None), last <= cutoff)),
-                ),
-                _sources.c.removed_at.is_(None),
-            )
+            .where(_due(now, interval))
             .order_by(
                 sa.case((last.is_(None), 0), else_=1), last, _sources.c.added_at, _sources.c.id
             )
+            .limit(limit)
         )
         return self._select_sources("select due sources", query)
+
+    def count_due(self, now: datetime, interval: timedelta) -> int:
+        """How many sources ``due_sources`` would return, without reading them."""
+        query = sa.select(sa.func.count()).select_from(_sources).where(_due(now, interval))
+        with self._errors("count due sources"), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def set_next_due(self, due: dict[str, datetime]) -> None:
         """Record when each source (id -> time) is due next."""
@@ -510,6 +517,16 @@ def _add_new_columns(engine: sa.Engine) -> None:
             kind = column.type.compile(dialect=engine.dialect)
             with engine.begin() as conn:
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _due(now: datetime, interval: timedelta) -> sa.ColumnElement[bool]:
+    """Registered, and the schedule's time has come (or, without one, the interval passed)."""
+    now_text, cutoff = format_rfc3339(now), format_rfc3339(now - interval)
+    last, due = _sources.c.last_captured_at, _sources.c.next_due_at
+    return sa.and_(
+        sa.or_(due <= now_text, sa.and_(due.is_(None), sa.or_(last.is_(None), last <= cutoff))),
+        _sources.c.removed_at.is_(None),
+    )
 
 
 def _refresh_last_captured(conn: sa.Connection, source_id: str) -> None:

@@ -24,11 +24,13 @@ def write_config(
     allow_private: bool = True,
     page_timeout: float = 20,
     extra: str = "",
+    crawl_extra: str = "",
 ) -> Path:
+    """A config for tests: ``crawl_extra`` goes in [crawl], ``extra`` after [politeness]."""
     path.write_text(
         f'[store]\nurl = "{store_url}"\n\n[crawl]\nallow_private_networks = '
         f"{'true' if allow_private else 'false'}\nsettle_timeout = 5\n"
-        f"page_timeout = {page_timeout}\n\n[politeness]\nper_host_delay = 0\n"
+        f"page_timeout = {page_timeout}\n{crawl_extra}\n\n[politeness]\nper_host_delay = 0\n"
         f"per_host_concurrency = 8\n{extra}"
     )
     return path

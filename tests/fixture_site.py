@@ -139,6 +139,10 @@ class FixtureSite:
                 if entry is None:
                     self.send_error(404)
                     return
+                etag = entry[3].get("ETag")
+                if etag is not None and self.headers.get("If-None-Match") == etag:
+                    respond(self, 304, entry[1], b"", {"ETag": etag})  # as web servers do
+                    return
                 respond(self, *entry)
 
             def log_message(self, *args: object) -> None:

@@ -30,7 +30,8 @@ def archive(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     site = FixtureSite().start()
     store = tmp / "store"
-    config = write_config(tmp / "c.toml", f"file://{store}")
+    # Every run renders (no cheap re-checks): two runs, two WARCs per source to export.
+    config = write_config(tmp / "c.toml", f"file://{store}", crawl_extra='recheck = "full"')
     doc = tmp / "article.md"
     doc.write_text("".join(f"See [this]({site.url(p)}).\n\n" for p in DOC_PATHS))
     res = run_cli(config, "import", str(doc))
