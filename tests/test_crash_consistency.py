@@ -427,14 +427,20 @@ def finish_and_compare(config: Path, tmp_path: Path, unindexed: list[str], capsy
     )
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.startswith("captured "), rerun.stdout
+    # `reindex` into a fresh index file: the same store, another [index] url.
+    fresh_config = tmp_path / "fresh.toml"
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    fresh_config.write_text(f'{config.read_text()}\n[index]\nurl = "{fresh_url}"\n')
+    assert main(["--config", str(fresh_config), "reindex"]) == 0
+    capsys.readouterr()
     app = App.open(load_config(config))
-    fresh = Index(f"sqlite:///{tmp_path / 'fresh.sqlite'}")
+    fresh = Index(fresh_url)
     try:
         assert app.due_sources(False) == []
         for source in app.index.list_sources():
             assert app.index.captures(source.id), f"{source.canonical_url} never captured"
-        fresh.rebuild(app.archive)
         incremental, rebuilt = app.index.dump(), fresh.dump()
+        assert rebuilt["captures"], "reindex found no captures"
         missing = {c["manifest_key"] for c in rebuilt["captures"]} - {
             c["manifest_key"] for c in incremental["captures"]
         }
