@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cliutil import history, run_cli, write_config
-from fixture_site import FixtureSite
+from fixture_site import FixtureSite, make_pdf
 from tools import tool, wayback
 from warcio.archiveiterator import ArchiveIterator
 
@@ -30,7 +30,8 @@ def archive(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     site = FixtureSite().start()
     store = tmp / "store"
-    # Every run renders (no cheap re-checks): two runs, two WARCs per source to export.
+    # Every run renders (no cheap re-checks), and run 2 sees other payloads (below): two
+    # runs, two WARCs per source to export (an unchanged page's WARC is not stored twice).
     config = write_config(tmp / "c.toml", f"file://{store}", crawl_extra='recheck = "full"')
     doc = tmp / "article.md"
     doc.write_text("".join(f"See [this]({site.url(p)}).\n\n" for p in DOC_PATHS))
@@ -38,7 +39,11 @@ def archive(tmp_path_factory):
     assert res.code == 0, res.err
     res = run_cli(config, "add", *[site.url(p) for p in HAND_PATHS])
     assert res.code == 0, res.err
-    for _ in range(2):
+    for run in range(2):
+        if run == 1:
+            site.pages["/style.css"] = (200, "text/css", b"body { color: #333 }", {})
+            site.pages["/data.json"] = (200, "application/json", b'{"text": "Run two"}', {})
+            site.pages["/doc.pdf"] = (200, "application/pdf", make_pdf("Second edition"), {})
         res = run_cli(config, "run-once", "--all")
         assert res.code == 0, res.err
     yield site, config, store, doc, tmp
