@@ -85,6 +85,8 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
         "PLAYWRIGHT_PROCESS_REQUEST_HEADERS": None,
         "CONCURRENT_REQUESTS": config.crawl.concurrency,
         "DOWNLOAD_TIMEOUT": config.crawl.page_timeout + config.crawl.settle_timeout + 30,
+        # Scrapy's own fetches (re-checks, robots.txt): the same cap, decoded size included.
+        "DOWNLOAD_MAXSIZE": int(config.crawl.max_body_mb * 1024 * 1024),
         "ROBOTSTXT_OBEY": config.politeness.obey_robots_txt,
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.politeness.per_host_concurrency,
         "DOWNLOAD_DELAY": config.politeness.per_host_delay,
