@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -213,7 +214,10 @@ def test_archived_script_never_runs_in_the_ui(archive, served, browser, tmp_path
 def test_headers_of_archived_content(archive, served):
     _, _, _, captures = archive
     server, _ = served
+    # The latest capture is a cheap re-check (docs/rechecks.md): its page is the rendered one.
     evil = captures["/evil.html"][-1]
+    assert "dom" not in evil["artifacts"]
+    rendered = captures["/evil.html"][0]
     status, headers, body = _get(server.base + f"/captures/{evil['id']}/page")
     assert status == 200 and b"document.cookie" in body
     csp = headers["Content-Security-Policy"]
@@ -222,11 +226,12 @@ def test_headers_of_archived_content(archive, served):
     status, _, page = _get(server.base + f"/captures/{evil['id']}")
     assert b'<iframe sandbox src="/captures/' in page
     # the DOM blob by hash is an attachment, never HTML in the UI's origin
-    status, headers, _ = _get(server.base + f"/blobs/{evil['dom_sha256']}")
+    assert hashlib.sha256(body).hexdigest() == rendered["dom_sha256"]
+    status, headers, _ = _get(server.base + f"/blobs/{rendered['dom_sha256']}")
     assert headers["Content-Type"] == "application/octet-stream"
     assert headers["Content-Disposition"].startswith("attachment")
     assert "sandbox" in headers["Content-Security-Policy"]
-    status, headers, data = _get(server.base + f"/blobs/{evil['screenshot_sha256']}")
+    status, headers, data = _get(server.base + f"/blobs/{rendered['screenshot_sha256']}")
     assert headers["Content-Type"] == "image/png" and data.startswith(b"\x89PNG")
     text = evil["artifacts"]["text"]["sha256"]
     status, headers, _ = _get(server.base + f"/blobs/{text}?capture={evil['id']}")

@@ -186,6 +186,7 @@ def create_app(config: Config, token: str | None = None) -> Flask:
         return render_template(
             "capture.html",
             row=row,
+            rendered=_rendered(app, row),
             source=source,
             headers=manifest.get("headers") or [],
             redirects=manifest.get("redirect_chain") or [],
@@ -195,7 +196,7 @@ def create_app(config: Config, token: str | None = None) -> Flask:
     @flask_app.get("/captures/<capture_id>/page")
     def capture_dom(capture_id: str) -> Response:
         app = archive_app()
-        return _dom_response(app, _capture(app, capture_id))
+        return _dom_response(app, _rendered(app, _capture(app, capture_id)))
 
     @flask_app.get("/blobs/<sha>")
     def blob(sha: str) -> Response:
@@ -348,6 +349,19 @@ def _capture(app: App, capture_id: str) -> CaptureRow:
     if row is None:
         raise NotFoundError(f"{capture_id}: no such capture")
     return row
+
+
+def _rendered(app: App, row: CaptureRow) -> CaptureRow:
+    """The capture whose rendered page shows ``row``: itself, or for a cheap re-check that
+    found the source unchanged (docs/rechecks.md), the last rendered capture before it."""
+    if "dom" in row.artifacts or row.verdict != "unchanged":
+        return row
+    earlier = [
+        r
+        for r in app.index.captures(row.source_id)
+        if r.captured_at <= row.captured_at and "dom" in r.artifacts
+    ]
+    return earlier[-1] if earlier else row
 
 
 def _dom_response(app: App, row: CaptureRow) -> Response:
