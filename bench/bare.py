@@ -60,3 +60,12 @@ def bare_loop(
     return asyncio.run(
         _loop(urls, concurrency, chromium, viewport or {"width": 1280, "height": 900})
     )
+
+
+if __name__ == "__main__":
+    # python bare.py CONCURRENCY URLS_FILE: prints the seconds (run by run.py under the
+    # same RSS/CPU sampling as citearchive).
+    import sys
+    from pathlib import Path
+
+    print(bare_loop(Path(sys.argv[2]).read_text().split(), int(sys.argv[1])))

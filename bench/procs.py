@@ -17,15 +17,18 @@ from dataclasses import dataclass, field
 import psutil
 
 
-def tree_rss(proc: psutil.Process) -> int:
+def tree_sample(proc: psutil.Process, cpu: dict[int, float]) -> int:
+    """The tree's summed RSS; records each member's CPU seconds so far in ``cpu``."""
     total = 0
     try:
         members = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
         return 0
     for member in members:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied), member.oneshot():
             total += member.memory_info().rss
+            times = member.cpu_times()
+            cpu[member.pid] = times.user + times.system
     return total
 
 
@@ -33,6 +36,10 @@ def tree_rss(proc: psutil.Process) -> int:
 class Sampled:
     seconds: float
     peak_rss: int
+    # CPU seconds of the whole tree, as last sampled per process (a process's last quarter
+    # second before it exits can be missed: a slight undercount).
+    cpu_seconds: float = 0.0
+    stdout: str = ""
     # (seconds since start, tree RSS, progress()) at each sample
     samples: list[tuple[float, int, int]] = field(default_factory=list)
 
@@ -42,22 +49,25 @@ def run_sampled(
 ) -> Sampled:
     """Run ``argv`` to completion (check=True semantics) while sampling its tree's RSS."""
     start = time.monotonic()
-    proc = psutil.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = psutil.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     result = Sampled(0.0, 0)
     done = threading.Event()
+    cpu: dict[int, float] = {}
 
     def sample() -> None:
         while not done.wait(every):
-            rss = tree_rss(proc)
+            rss = tree_sample(proc, cpu)
             result.samples.append((time.monotonic() - start, rss, progress()))
             result.peak_rss = max(result.peak_rss, rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, err = proc.communicate()
+    out, err = proc.communicate()
     done.set()
     sampler.join()
     result.seconds = time.monotonic() - start
+    result.cpu_seconds = sum(cpu.values())
+    result.stdout = out.decode("utf-8", "replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err.decode()[-2000:]}")
     return result

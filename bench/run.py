@@ -28,9 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bare import bare_loop  # noqa: E402
 from benchsite import BenchSite  # noqa: E402
-from procs import flatness, run_sampled  # noqa: E402
+from procs import Sampled, flatness, run_sampled  # noqa: E402
 from scale import measure_scale  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "citearchive")
@@ -61,10 +60,10 @@ class Archive:
         )
         return done.stdout
 
-    def run(self, progress=lambda: 0) -> tuple[float, int, Counter[str], list]:
-        """run-once --all: seconds, peak tree RSS, verdict counts, RSS samples."""
+    def run(self, progress=lambda: 0) -> tuple[Sampled, Counter[str]]:
+        """run-once --all: time, RSS and CPU of the process tree, and the verdicts."""
         sampled = run_sampled([EXE, "--config", str(self.config), "run-once", "--all"], progress)
-        return sampled.seconds, sampled.peak_rss, self.verdicts(), sampled.samples
+        return sampled, self.verdicts()
 
     def verdicts(self) -> Counter[str]:
         """Verdicts of the latest run, from the run log."""
@@ -78,6 +77,14 @@ class Archive:
     def index_bytes(self) -> int:
         """The SQLite index beside the store: derived data, rebuilt by `reindex`."""
         return sum(f.stat().st_size for f in self.store.glob("index.sqlite*"))
+
+
+def run_bare(urls: list[str], concurrency: int, root: Path) -> tuple[float, Sampled]:
+    """(a) in its own process, sampled like citearchive: loop seconds, and the samples."""
+    listing = root / "bare-urls.txt"
+    listing.write_text("\n".join(urls))
+    sampled = run_sampled([sys.executable, str(HERE / "bare.py"), str(concurrency), str(listing)])
+    return float(sampled.stdout.split()[-1]), sampled
 
 
 def main() -> int:
@@ -105,51 +112,59 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
-        bare_s = bare_loop([f"{site.base}/a/{n}" for n in pages], args.concurrency)
+        root.mkdir(parents=True, exist_ok=True)
+        bare_s, bare = run_bare([f"{site.base}/a/{n}" for n in pages], args.concurrency, root)
         r["a_bare_s"] = round(bare_s, 2)
         r["a_bare_pages_per_min"] = round(args.pages / bare_s * 60, 1)
+        r["a_bare_cpu_s_per_page"] = round(bare.cpu_seconds / args.pages, 3)
+        r["a_bare_peak_rss_mb"] = round(bare.peak_rss / 2**20)
 
         kinds = {"static": static, "scripted": scripted}
         archives = {k: Archive(root, k, args.concurrency) for k, ns in kinds.items() if ns}
         for kind, archive in archives.items():
             archive.cli("add", *[f"{site.base}/a/{n}" for n in kinds[kind]])
-        first_s, peak, recheck_s, added = 0.0, 0, {}, 0
+        first_s, first_cpu, peak = 0.0, 0.0, 0
         for kind, archive in archives.items():
-            seconds, rss, counts, _ = archive.run()
-            first_s += seconds
-            peak = max(peak, rss)
-            r[f"b_first_{kind}_s"] = round(seconds, 2)
+            sampled, counts = archive.run()
+            first_s += sampled.seconds
+            first_cpu += sampled.cpu_seconds
+            peak = max(peak, sampled.peak_rss)
+            r[f"b_first_{kind}_s"] = round(sampled.seconds, 2)
+            r[f"first_{kind}_cpu_s_per_page"] = round(sampled.cpu_seconds / len(kinds[kind]), 3)
             r[f"first_{kind}_verdicts"] = dict(counts)
         r["b_first_s"] = round(first_s, 2)
         r["b_first_pages_per_min"] = round(args.pages / first_s * 60, 1)
         r["b_over_a"] = round(r["b_first_pages_per_min"] / r["a_bare_pages_per_min"], 3)
+        # CPU seconds of citearchive + Chromium per capture: what "captures per core" rests on.
+        r["first_captures_per_cpu_minute"] = round(args.pages / first_cpu * 60, 1)
         r["store_bytes_per_page"] = sum(a.stored_bytes() for a in archives.values()) // args.pages
 
-        index_added = 0
+        recheck_s, added, index_added = 0.0, 0, 0
         for kind, archive in archives.items():
             before, index_before = archive.stored_bytes(), archive.index_bytes()
-            seconds, rss, counts, _ = archive.run()
-            peak = max(peak, rss)
-            recheck_s[kind] = seconds
+            sampled, counts = archive.run()
+            peak = max(peak, sampled.peak_rss)
+            recheck_s += sampled.seconds
             added += archive.stored_bytes() - before
             index_added += archive.index_bytes() - index_before
-            r[f"c_recheck_{kind}_s"] = round(seconds, 2)
-            r[f"c_{kind}_speedup"] = round(r[f"b_first_{kind}_s"] / seconds, 2)
+            r[f"c_recheck_{kind}_s"] = round(sampled.seconds, 2)
+            r[f"c_{kind}_speedup"] = round(r[f"b_first_{kind}_s"] / sampled.seconds, 2)
+            r[f"recheck_{kind}_cpu_s_per_page"] = round(sampled.cpu_seconds / len(kinds[kind]), 3)
             r[f"recheck_{kind}_verdicts"] = dict(counts)
-        r["c_recheck_s"] = round(sum(recheck_s.values()), 2)
-        r["c_over_b"] = round(r["c_recheck_s"] / first_s, 3)
+        r["c_recheck_s"] = round(recheck_s, 2)
+        r["c_over_b"] = round(recheck_s / first_s, 3)
         r["f_bytes_added_per_unchanged_recheck"] = added // args.pages
         r["f_index_bytes_per_unchanged_recheck"] = index_added // args.pages
 
         edited = static[: args.edits - args.edits // 2] + scripted[: args.edits // 2]
         for n in edited:
             site.edit(n)
-        changed = Counter()
+        changed: Counter[str] = Counter()
         for kind, archive in archives.items():
-            seconds, rss, counts, _ = archive.run()
-            peak = max(peak, rss)
+            sampled, counts = archive.run()
+            peak = max(peak, sampled.peak_rss)
             changed.update(counts)
-            r[f"d_edited_{kind}_s"] = round(seconds, 2)
+            r[f"d_edited_{kind}_s"] = round(sampled.seconds, 2)
         r["d_edited_pages"] = len(edited)
         r["d_verdicts"] = dict(changed)
         r["d_exactly_k_changed"] = changed["changed"] == len(edited) and changed[
@@ -161,12 +176,12 @@ def main() -> int:
             soak = Archive(root, "soak", args.concurrency)
             soak.cli("add", *[f"{site.base}/a/{n}" for n in range(args.soak)])
             hits_before = site.page_hits()
-            seconds, rss, counts, samples = soak.run(lambda: site.page_hits() - hits_before)
+            sampled, counts = soak.run(lambda: site.page_hits() - hits_before)
             r["soak_captures"] = sum(counts.values())
-            r["soak_s"] = round(seconds, 1)
-            r["soak_pages_per_min"] = round(args.soak / seconds * 60, 1)
-            r["soak_peak_rss_mb"] = round(rss / 2**20)
-            r.update(flatness(samples, args.soak))
+            r["soak_s"] = round(sampled.seconds, 1)
+            r["soak_pages_per_min"] = round(args.soak / sampled.seconds * 60, 1)
+            r["soak_peak_rss_mb"] = round(sampled.peak_rss / 2**20)
+            r.update(flatness(sampled.samples, args.soak))
         if args.scale:
             r.update(measure_scale(root / "scale", args.scale, EXE))
     site.stop()

@@ -40,15 +40,26 @@ async def settle(page: Page, timeout: float) -> bool:
         return False
 
 
+# Before the shot: fonts loaded and images decoded (bounded), then two animation frames, so
+# what scripts last changed is painted. On a busy machine the shot could otherwise show an
+# older frame, and an unchanged page would store a new screenshot.
+PAINTED = """async () => {
+  const ready = Promise.all([
+    document.fonts ? document.fonts.ready : null,
+    ...Array.from(document.images, (img) => img.decode().catch(() => null)),
+  ]);
+  await Promise.race([ready, new Promise((r) => setTimeout(r, 2000))]);
+  await new Promise((r) => {
+    setTimeout(r, 1000);
+    requestAnimationFrame(() => requestAnimationFrame(r));
+  });
+}"""
+
+
 async def screenshot(page: Page, max_height: int) -> bytes | None:
     """A full-page PNG, cut at ``max_height`` pixels so endless pages stay bounded."""
     try:
-        # Two animation frames: what scripts last changed is painted before the shot
-        # (on a busy machine the shot could otherwise show an older frame).
-        await page.evaluate(
-            "() => new Promise(r => { setTimeout(r, 500);"
-            " requestAnimationFrame(() => requestAnimationFrame(r)); })"
-        )
+        await page.evaluate(PAINTED)
         height = await page.evaluate(
             "() => Math.max(document.documentElement ? document.documentElement.scrollHeight : 0,"
             " document.body ? document.body.scrollHeight : 0)"
