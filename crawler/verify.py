@@ -149,7 +149,9 @@ class _Checker:
                 by_source.setdefault(parts[1], []).append(key)
         return {sid: sorted(keys) for sid, keys in by_source.items()}
 
-    def _damage(self, kind: str, source_id: str, key: str, detail: str, latest=False) -> None:
+    def _damage(
+        self, kind: str, source_id: str, key: str, detail: str, latest: bool = False
+    ) -> None:
         problem = Problem(kind, source_id, key, detail, latest, self.urls.get(source_id))
         self.report.damage.append(problem)
 
@@ -163,8 +165,8 @@ class _Checker:
                 stored = self.archive.read_manifest(key)
             except (IntegrityError, BlobNotFound) as exc:
                 self._damage("malformed", source_id, key, str(exc), latest)
-                # Its hash is known but not what it should have been: the next link cannot
-                # be judged, and this manifest's problem is already reported.
+                # Unreadable, so the next manifest's link cannot be judged: only this
+                # manifest's problem is reported, not a second one for its successor.
                 judge_link = False
                 continue
             self.referenced.update(referenced_hashes(stored.manifest))
@@ -188,9 +190,9 @@ class _Checker:
             after = f"its predecessor {previous.key}" if previous else "nothing (first)"
             yield "chain", f"links to {linked}, but {after} hashes to {expected}"
         row = self.recorded.get(stored.key)
-        if row is None:
+        if row is None and self.index is not None:
             self.report.unindexed.append(stored.key)
-        elif row["manifest_sha256"] != stored.sha256:
+        elif row is not None and row["manifest_sha256"] != stored.sha256:
             recorded = row["manifest_sha256"]
             yield "changed", f"its bytes hash to {stored.sha256}; the index recorded {recorded}"
         yield from self._artifact_problems(stored.manifest.get("artifacts"))
