@@ -18,6 +18,7 @@ from crawler.app import App
 from crawler.config import Config
 from crawler.notify import DeliveryReport, deliver, events_for_run
 from crawler.pipelines import CaptureResult
+from crawler.reconcile import record_unindexed
 from crawler.sources import load_citation_list, register
 from storage.runlog import RunLog
 from storage.spool import begin_run, end_run
@@ -96,7 +97,10 @@ def execute(
                 register(app.archive, app.index, citations, app.canonical)
             due = app.due_sources(everything, limit)
             begin_run(app.archive, app.index, [s.id for s in due])
+            if record_unindexed(app.archive, app.index, [s.id for s in due]):
+                due = app.due_sources(everything, limit)  # some were captured after all
             runs = RunLog(app.index)
+            runs.close_abandoned()  # under the lock: a run still "running" was killed
             run_id = runs.start(kind, len(due))
             try:
                 outcome = run_with_progress(config, due, log_level, stop)

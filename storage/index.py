@@ -7,6 +7,7 @@ PostgreSQL (fleet mode). Timestamps are stored as normalised RFC 3339 UTC text
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -39,9 +40,14 @@ _sources = sa.Table(
     sa.Column("removed_at", sa.String(32), nullable=True),
     # When the schedule wants the source again; NULL: last capture + the default interval.
     sa.Column("next_due_at", sa.String(32), nullable=True),
-    # Kept from the captures (like last_captured_at) so `status` is one query at 100,000
-    # sources: the newest capture, and how many captures in a row ended unreachable.
+    # Kept from the captures (like last_captured_at) so `status` reads one table at
+    # 100,000 sources: the newest capture's summary, and how many captures in a row
+    # ended unreachable.
     sa.Column("latest_capture_id", sa.String(64), nullable=True),
+    sa.Column("latest_verdict", sa.String(32), nullable=True),
+    sa.Column("latest_reason", sa.Text, nullable=True),
+    sa.Column("latest_http_status", sa.Integer, nullable=True),
+    sa.Column("latest_final_url", sa.Text, nullable=True),
     sa.Column("unreachable_streak", sa.Integer, nullable=True),
     sa.Index("ix_sources_last_captured_at", "last_captured_at"),
     sa.Index("ix_sources_next_due_at", "next_due_at"),
@@ -470,21 +476,28 @@ class Index:
 
         ``with_citations`` adds each source's URLs and citations (JSON to decode: slower).
         """
-        latest = _captures.alias("latest")
         s = _sources.c
         columns = [s.id, s.canonical_url, s.added_at, s.next_due_at, s.unreachable_streak]
-        columns += [latest.c[name] for name in StatusRow._fields[6:11]]
-        columns.insert(5, latest.c.id.label("latest_id"))
+        columns += [s.latest_capture_id, s.last_captured_at, s.latest_verdict, s.latest_reason]
+        columns += [s.latest_http_status, s.latest_final_url]
         if with_citations:
             columns += [s.urls, s.citations]
-        query = (
-            sa.select(*columns)
-            .select_from(_sources.outerjoin(latest, latest.c.id == s.latest_capture_id))
-            .where(s.removed_at.is_(None))
-            .order_by(s.added_at, s.id)
-        )
+        query = sa.select(*columns).where(s.removed_at.is_(None)).order_by(s.added_at, s.id)
+        # 100,000 rows: the driver's own tuples, without SQLAlchemy's per-row work (a third
+        # of `status`'s time). The query has no parameters, so its SQL text is complete.
+        sql = str(query.compile(dialect=self._engine.dialect))
         with self._errors("read the status"), self._engine.connect() as conn:
-            return [StatusRow(*row) for row in conn.execute(query)]
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.execute(sql)
+                found = cursor.fetchall()
+            except self._engine.dialect.loaded_dbapi.Error as exc:
+                raise StorageError(f"index {self.url}: cannot read the status: {exc}") from exc
+            finally:
+                cursor.close()
+        if not with_citations:
+            return [StatusRow(*row) for row in found]
+        return [StatusRow(*row[:-2], _json(row[-2]), _json(row[-1])) for row in found]
 
     def dump(self) -> dict:
         """Every row as plain data, ordered by id: for comparing two indexes."""
@@ -517,6 +530,11 @@ def _add_new_columns(engine: sa.Engine) -> None:
             kind = column.type.compile(dialect=engine.dialect)
             with engine.begin() as conn:
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver gave it: text (SQLite) or already decoded (psycopg)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _due(now: datetime, interval: timedelta) -> sa.ColumnElement[bool]:
@@ -561,6 +579,14 @@ def _derived(source: sa.ColumnElement) -> dict[str, sa.ScalarSelect]:
         .order_by(*newest_first)
         .limit(1)
         .scalar_subquery(),
+        **{
+            f"latest_{name}": sa.select(_captures.c[name])
+            .where(mine)
+            .order_by(*newest_first)
+            .limit(1)
+            .scalar_subquery()
+            for name in ("verdict", "reason", "http_status", "final_url")
+        },
         "latest_capture_id": sa.select(_captures.c.id)
         .where(mine)
         .order_by(*newest_first)

@@ -19,7 +19,7 @@ _runs = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("started_at", sa.String(32), nullable=False),
     sa.Column("ended_at", sa.String(32), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # running, ok, interrupted, failed
+    sa.Column("status", sa.String(16), nullable=False),  # running, ok, interrupted, failed, killed
     sa.Column("due", sa.Integer, nullable=False),
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("errors", sa.JSON, nullable=False),
@@ -71,6 +71,23 @@ class RunLog:
             )
         )
         return run_id
+
+    def close_abandoned(self) -> int:
+        """Mark runs still "running" as "killed"; how many.
+
+        Called under the run lock, when no other run of this index can be in progress: a
+        row still running then belongs to a process killed (SIGKILL, power loss) before it
+        could finish its run.
+        """
+        result = self._run(
+            sa.update(_runs)
+            .where(_runs.c.status == "running")
+            .values(
+                status="killed",
+                errors=["the run ended without finishing: its process was killed or stopped"],
+            )
+        )
+        return result.rowcount or 0
 
     def finish(self, run_id: str, status: str, counts: dict, errors: list[str]) -> None:
         self._run(

@@ -240,3 +240,28 @@ def test_a_corrupt_orphan_is_damage_and_repair_removes_it(archive_site, cli, ver
     res, report = verify_json(config, "--repair")
     assert report["removed"] == [sha] and not app.archive.has_blob(sha)
     assert cli(config, "verify").code == 0
+
+
+def test_a_run_records_stored_captures_the_index_lacks(archive_site):
+    """A kill between a manifest and its index row: the next run records the manifest
+    before it selects what is due, so the source is not captured twice for one due time."""
+    from crawler.reconcile import record_unindexed
+    from storage.runlog import RunLog
+
+    _, app = archive_site
+    source = app.source_for(URLS[0])
+    latest = app.index.captures(source.id)[-1]
+    with app.index.engine.begin() as conn:  # the index row the kill prevented
+        conn.exec_driver_sql("DELETE FROM captures WHERE id = ?", (latest.id,))
+        app.index.refresh_all_sources(conn)
+    assert app.index.get_capture(latest.id) is None
+    other = app.source_for(URLS[1])
+    assert record_unindexed(app.archive, app.index, [source.id, other.id]) == 1
+    assert app.index.get_capture(latest.id) == latest
+    assert app.index.get_source(source.id).last_captured_at == latest.captured_at
+    assert record_unindexed(app.archive, app.index, [source.id, other.id]) == 0
+    # A run left "running" by a killed process is closed by the next one.
+    runs = RunLog(app.index)
+    runs.start("run-once", 2)
+    assert runs.close_abandoned() == 1
+    assert [r.status for r in runs.recent()] == ["killed"]
