@@ -94,9 +94,18 @@ def _artifacts(item: CaptureItem, ev: Evidence) -> dict[str, bytes]:
     return {name: data for name, data in found.items() if data is not None}
 
 
-def build_manifest(
-    item: CaptureItem, ev: Evidence, verdict: Verdict, artifacts: dict[str, dict]
-) -> dict:
+def _store_artifact(archive: Archive, item: CaptureItem, name: str, data: bytes) -> dict:
+    """Store one artifact's bytes (once: blobs are content-addressed); its manifest entry."""
+    ref = archive.put_blob(data)
+    if name == "raw":
+        media_type = item.media_type or "application/octet-stream"
+    else:
+        media_type = ARTIFACT_MEDIA_TYPES[name]
+    return {"sha256": ref.sha256, "size": ref.size, "media_type": media_type}
+
+
+def _manifest_head(item: CaptureItem) -> dict:
+    """What every manifest starts with: which capture of which source, and the answer."""
     return {
         "schema": MANIFEST_SCHEMA,
         "id": new_capture_id(),
@@ -106,6 +115,14 @@ def build_manifest(
         "final_url": item.final_url,
         "http_status": item.http_status,
         "headers": [list(h) for h in item.headers],
+    }
+
+
+def build_manifest(
+    item: CaptureItem, ev: Evidence, verdict: Verdict, artifacts: dict[str, dict]
+) -> dict:
+    return {
+        **_manifest_head(item),
         "redirect_chain": item.redirect_chain,
         "media_type": item.media_type,
         "verdict": verdict.name,
@@ -160,14 +177,7 @@ def full_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
         same_traffic = _capture_with_traffic(archive, index, item)
         if same_traffic is not None:
             del found["warc"]
-    artifacts = {}
-    for name, data in found.items():
-        ref = archive.put_blob(data)
-        if name == "raw":
-            media_type = item.media_type or "application/octet-stream"
-        else:
-            media_type = ARTIFACT_MEDIA_TYPES[name]
-        artifacts[name] = {"sha256": ref.sha256, "size": ref.size, "media_type": media_type}
+    artifacts = {name: _store_artifact(archive, item, name, data) for name, data in found.items()}
     manifest = build_manifest(item, ev, verdict, artifacts)
     manifest["fingerprints"]["traffic_sha256"] = item.traffic_sha256
     if same_traffic is not None:
@@ -200,21 +210,9 @@ def recheck_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
     basis = archive.read_manifest(basis_row.manifest_key).manifest
     artifacts = {"text": basis["artifacts"]["text"]}  # the judged text, unchanged
     if item.raw is not None:
-        ref = archive.put_blob(item.raw)
-        artifacts["raw"] = {
-            "sha256": ref.sha256,
-            "size": ref.size,
-            "media_type": item.media_type or "application/octet-stream",
-        }
+        artifacts["raw"] = _store_artifact(archive, item, "raw", item.raw)
     return {
-        "schema": MANIFEST_SCHEMA,
-        "id": new_capture_id(),
-        "source_id": item.source_id,
-        "url": item.url,
-        "captured_at": item.captured_at,
-        "final_url": item.final_url,
-        "http_status": item.http_status,
-        "headers": [list(h) for h in item.headers],
+        **_manifest_head(item),
         "redirect_chain": [],
         "media_type": item.media_type or basis.get("media_type"),
         "verdict": "unchanged",
