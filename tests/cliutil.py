@@ -56,3 +56,23 @@ def history(config: Path, url: str, env: dict | None = None) -> list[dict]:
     res = run_cli(config, "history", url, "--json", env=env)
     assert res.code == 0, res.err
     return json.loads(res.out)
+
+
+def spawn_cli(config: Path, *args: str) -> subprocess.Popen[str]:
+    """The command line started in the background (a daemon, or runs that race)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler.cli", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def manifests_by_url(store: Path) -> dict[str, dict]:
+    """Each source's capture manifest (one run: one each), by source URL, read from the store."""
+    found: dict[str, dict] = {}
+    for path in (store / "captures").glob("*/*.json"):
+        manifest = json.loads(path.read_bytes())
+        assert manifest["url"] not in found
+        found[manifest["url"]] = manifest
+    return found

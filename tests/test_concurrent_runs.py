@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cliutil import spawn_cli
 from test_daemon import GatedSite, Watched, captures_per_source
 
 from crawler.app import App
@@ -51,15 +52,6 @@ def config_file(tmp_path: Path, store_url: str, schedule_toml: str = "") -> Path
     return path
 
 
-def start(config: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crawler.cli", "--config", str(config), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def verified_clean(config: Path) -> None:
     app = App.open(load_config(config))
     try:
@@ -82,7 +74,7 @@ def test_two_run_once_all_at_the_same_moment_on_s3(tmp_path, gated, s3_bucket):
         timeout=120,
     )
     assert add.returncode == 0, add.stderr
-    runs = [start(config, "run-once", "--all") for _ in range(2)]
+    runs = [spawn_cli(config, "run-once", "--all") for _ in range(2)]
     ended: queue.Queue[tuple[int, int, str, str]] = queue.Queue()
     for n, proc in enumerate(runs):
 
@@ -136,7 +128,7 @@ def test_two_schedulers_on_one_store_never_capture_twice(tmp_path, gated):
         timeout=120,
     )
     assert add.returncode == 0, add.stderr
-    daemons = [Watched(start(config, "schedule")) for _ in range(2)]
+    daemons = [Watched(spawn_cli(config, "schedule")) for _ in range(2)]
     merged = Merged(daemons)
     try:
         line = merged.lines.get(timeout=180)

@@ -23,7 +23,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.triggers.interval import IntervalTrigger
-from cliutil import Result, run_cli
+from cliutil import Result, run_cli, spawn_cli
 from fixture_site import html, respond
 
 from crawler.app import App
@@ -325,15 +325,6 @@ def config_file(tmp_path: Path, page_timeout: float = 60, schedule_toml: str = "
     return path
 
 
-def cli(config: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crawler.cli", "--config", str(config), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def captures_per_source(config: Path) -> dict[str, int]:
     """Each source's capture count, after proving the archive consistent.
 
@@ -371,7 +362,7 @@ def test_overlapping_runs_capture_once(tmp_path, gated):
     gated.append(site)
     config = config_file(tmp_path)
     assert run_cli(config, "add", *site.urls).code == 0
-    runs = [cli(config, "run-once"), cli(config, "run-once")]
+    runs = [spawn_cli(config, "run-once"), spawn_cli(config, "run-once")]
     ended: queue.Queue[tuple[int, Result]] = queue.Queue()
     for n, proc in enumerate(runs):
         threading.Thread(target=lambda n=n, p=proc: ended.put((n, finish(p))), daemon=True).start()
@@ -433,7 +424,7 @@ def test_schedule_runs_batches_and_stops_cleanly_on_sigterm(tmp_path, gated):
         tmp_path, page_timeout=3, schedule_toml="check_seconds = 1\nbatch_size = 2\n"
     )
     assert run_cli(config, "add", *site.urls).code == 0
-    daemon = Watched(cli(config, "schedule"))
+    daemon = Watched(spawn_cli(config, "schedule"))
     first = daemon.wait_for("crawler.daemon: batch")
     assert "batch: captured 2 of 2 due sources: 2 new (exit 0," in first
     held = [site.requested.get(timeout=120) for _ in range(3)][-1]
@@ -462,7 +453,7 @@ def test_run_once_stops_on_sigterm_with_exit_0_and_a_consistent_archive(tmp_path
     gated.append(site)
     config = config_file(tmp_path)
     assert run_cli(config, "add", *site.urls).code == 0
-    run = Watched(cli(config, "-v", "run-once"))
+    run = Watched(spawn_cli(config, "-v", "run-once"))
     site.requested.get(timeout=120)  # the first page is in flight
     run.proc.send_signal(signal.SIGTERM)
     run.wait_for("Received SIGTERM, shutting down gracefully")

@@ -8,7 +8,6 @@ the fixture site's endpoint is listed in ``[crawl] allow_hosts`` and the timeout
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import struct
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import brotli
 import pytest
 from backports import zstd
+from cliutil import manifests_by_url
 
 from crawler.egress_proxy import EgressProxy
 from crawler.netguard import DestinationPolicy
@@ -344,21 +344,11 @@ def crawl(site, tmp_path_factory):
     sent = {path: n - sent_before.get(path, 0) for path, n in site.sent.items()}
     return {
         "store": tmp / "store",
-        "captures": captures(tmp / "store"),
+        "captures": manifests_by_url(tmp / "store"),
         "out": res.stdout,
         "peak_kb": peak_kb,
         "sent": sent,
     }
-
-
-def captures(store: Path) -> dict[str, dict]:
-    """Each source's capture manifest (one run: one each), by source URL, read from the store."""
-    found: dict[str, dict] = {}
-    for path in (store / "captures").glob("*/*.json"):
-        manifest = json.loads(path.read_bytes())
-        assert manifest["url"] not in found
-        found[manifest["url"]] = manifest
-    return found
 
 
 def capture(site: HostileSite, crawl: dict, path: str) -> dict:

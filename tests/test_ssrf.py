@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from cliutil import run_cli
+from cliutil import manifests_by_url, run_cli
 
 from crawler.config import load_config
 from crawler.egress_proxy import EgressProxy
@@ -305,7 +305,7 @@ def crawl(counters, tmp_path_factory):
     yield {
         "site": site,
         "store": tmp / "store",
-        "captures": captures(tmp / "store"),
+        "captures": manifests_by_url(tmp / "store"),
         "aims": aims,
         "redirects": redirects,
         "out": res.out,
@@ -322,16 +322,6 @@ def as_browser_writes(url: str) -> str:
     elif ":" in host:
         host = f"[{ipaddress.ip_address(host)}]"
     return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()
-
-
-def captures(store: Path) -> dict[str, dict]:
-    """Each source's capture manifest (one run: one each), by source URL, read from the store."""
-    found: dict[str, dict] = {}
-    for path in (store / "captures").glob("*/*.json"):
-        manifest = json.loads(path.read_bytes())
-        assert manifest["url"] not in found
-        found[manifest["url"]] = manifest
-    return found
 
 
 def blob(store: Path, sha: str) -> bytes:
