@@ -18,7 +18,7 @@ from crawler.schedule import Planner
 from crawler.verdict import UNREACHABLE, Earlier, LastContent, Verdict, decide
 from storage.archive import Archive, StoredManifest
 from storage.ids import format_rfc3339, new_capture_id, parse_rfc3339
-from storage.index import Index
+from storage.index import CaptureRow, Index
 
 MANIFEST_SCHEMA = 1
 ARTIFACT_MEDIA_TYPES = {
@@ -36,9 +36,9 @@ def _software() -> str:
         return "citearchive"
 
 
-def _history(archive: Archive, index: Index, source_id: str) -> tuple[list[Earlier], LastContent]:
+def _history(archive: Archive, captures: list[CaptureRow]) -> tuple[list[Earlier], LastContent]:
     """The source's answered captures, and lazy loaders for the last one's content."""
-    rows = [r for r in index.captures(source_id) if r.verdict != UNREACHABLE]
+    rows = [r for r in captures if r.verdict != UNREACHABLE]
     earlier = [Earlier(r.id, r.verdict, r.text_sha256, r.final_url) for r in rows]
     last = rows[-1] if rows else None
 
@@ -169,12 +169,13 @@ def full_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
     """A rendered capture: judged, its new blobs stored (unchanged bytes are never stored
     twice; an unchanged page's WARC is kept only when its payloads differ)."""
     ev = gather(item, cited_passages(index, item.source_id))
-    earlier, last_content = _history(archive, index, item.source_id)
+    captures = index.captures(item.source_id)
+    earlier, last_content = _history(archive, captures)
     verdict = decide(ev, earlier, last_content)
     found = _artifacts(item, ev)
     same_traffic = None
     if verdict.name == "unchanged" and "warc" in found:
-        same_traffic = _capture_with_traffic(archive, index, item)
+        same_traffic = _capture_with_traffic(archive, captures, item)
         if same_traffic is not None:
             del found["warc"]
     artifacts = {name: _store_artifact(archive, item, name, data) for name, data in found.items()}
@@ -187,11 +188,13 @@ def full_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
     return manifest
 
 
-def _capture_with_traffic(archive: Archive, index: Index, item: CaptureItem) -> str | None:
+def _capture_with_traffic(
+    archive: Archive, captures: list[CaptureRow], item: CaptureItem
+) -> str | None:
     """The id of the source's latest capture with a WARC of exactly ``item``'s payloads."""
     if item.traffic_sha256 is None:
         return None
-    with_warc = [r for r in index.captures(item.source_id) if "warc" in r.artifacts]
+    with_warc = [r for r in captures if "warc" in r.artifacts]
     if not with_warc:
         return None
     last = archive.read_manifest(with_warc[-1].manifest_key).manifest

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, redirect, render_template, request
 
-from crawler.app import App
+from crawler.app import App, parse_time
 from crawler.config import Config
 from crawler.diffing import DiffSide, html_diff
 from crawler.errors import CitearchiveError, InvalidURLError, NotFoundError, UsageError
@@ -354,14 +354,13 @@ def _capture(app: App, capture_id: str) -> CaptureRow:
 def _rendered(app: App, row: CaptureRow) -> CaptureRow:
     """The capture whose rendered page shows ``row``: itself, or for a cheap re-check that
     found the source unchanged (docs/rechecks.md), the last rendered capture before it."""
-    if "dom" in row.artifacts or row.verdict != "unchanged":
+    source = app.index.get_source(row.source_id)
+    if "dom" in row.artifacts or row.verdict != "unchanged" or source is None:
         return row
-    earlier = [
-        r
-        for r in app.index.captures(row.source_id)
-        if r.captured_at <= row.captured_at and "dom" in r.artifacts
-    ]
-    return earlier[-1] if earlier else row
+    try:
+        return app.capture_at(source, parse_time(row.captured_at), "dom")
+    except NotFoundError:
+        return row
 
 
 def _dom_response(app: App, row: CaptureRow) -> Response:
