@@ -154,6 +154,36 @@ class SourcesConfig(_Section):
     lists: list[str] = []
 
 
+VOLATILE_MEDIA_PARAMS = [
+    "token",
+    "sig",
+    "signature",
+    "expires",
+    "exp",
+    "policy",
+    "key-pair-id",
+    "hdnts",
+    "hdntl",
+    "hmac",
+    "auth",
+    "x-amz-*",
+    "x-goog-*",
+]
+
+
+class MediaConfig(_Section):
+    """The media a cited page shows (docs/media.md): found, downloaded, judged."""
+
+    enabled: bool = True
+    max_mb: Annotated[float, Field(gt=0, le=100_000)] = 500.0  # one media file
+    max_duration_s: Annotated[float, Field(gt=0)] = 7200.0
+    timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0  # one media item, all requests
+    max_items: Annotated[int, Field(ge=1, le=100)] = 10  # per page
+    # Query parameters that sign or expire a CDN URL: not part of the media's identity.
+    volatile_params: list[str] = VOLATILE_MEDIA_PARAMS
+    ffmpeg_dir: str = "/usr/bin"
+
+
 class Config(_Section):
     store: StoreConfig = StoreConfig()
     index: IndexConfig = IndexConfig()
@@ -164,6 +194,7 @@ class Config(_Section):
     verdicts: VerdictsConfig = VerdictsConfig()
     politeness: PolitenessConfig = PolitenessConfig()
     notify: NotifyConfig = NotifyConfig()
+    media: MediaConfig = MediaConfig()
     # Folder that relative paths are resolved against; not a TOML key.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -16,7 +16,9 @@ handful of types and the CLI maps each to a documented exit code.
     ├── NotFoundError       a source or capture the user named does not exist   (exit 3)
     └── CaptureError        one source could not be captured (recorded, never fatal)
         ├── DestinationRefused  the network guard refused a destination
-        └── ResponseTooLarge    a response body went over [crawl] max_body_mb
+        ├── ResponseTooLarge    a response body went over [crawl] max_body_mb
+        └── MediaError          one media item of a page could not be kept (recorded with
+                                its reason; the page's capture and verdict stand)
 """
 
 from __future__ import annotations
@@ -82,3 +84,13 @@ class DestinationRefused(CaptureError):
 
 class ResponseTooLarge(CaptureError):
     """A response body (as sent or once decoded) went over the size cap; it was cut."""
+
+
+class MediaError(CaptureError):
+    """One media item could not be downloaded or read (over a cap, live, timeout, HTTP)."""
+
+    def __init__(self, reason: str, *, gone: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        # The server said the media is not there (404/410): evidence of removal, not a failure.
+        self.gone = gone
