@@ -8,9 +8,9 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG  ?= config/citearchive.toml
 
-.PHONY: install chromium tools run test lint bench clean
+.PHONY: install chromium ffmpeg tools run test lint bench clean
 
-install: $(STAMP) chromium
+install: $(STAMP) chromium ffmpeg
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ $(TOOLS_STAMP):
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# Debian's ffmpeg: ffprobe reads preserved media, ffmpeg merges HLS/DASH for yt-dlp.
+ffmpeg:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg; }
 
 run: install
 	$(BIN)/citearchive --config $(CONFIG) run-once --all
