@@ -26,13 +26,13 @@ from crawler.app import App, parse_time
 from crawler.config import Config, load_config
 from crawler.errors import CitearchiveError
 from crawler.fileout import write_atomically
-from crawler.reports import capture_record, history_table, status_records, status_table
+from crawler.reports import capture_record, status_records, status_table
 from crawler.sources import Citation, register
 from crawler.urls import with_scheme
 from storage.runlog import RunLog
 
 EXIT_STORE_FAILED = 6
-ARTIFACTS = ("dom", "raw", "screenshot", "text", "warc")
+ARTIFACTS = ("dom", "raw", "screenshot", "text", "warc", "media")
 logger = logging.getLogger("citearchive")
 
 
@@ -177,16 +177,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def history(ctx: click.Context, url: str, as_json: bool) -> None:
     """One source's captures, oldest first."""
+    from crawler.media_get import history_records, history_text
+
     app = App.for_command(ctx)
     try:
         source = app.source_for(url)
-        rows = [capture_record(r) for r in app.index.captures(source.id)]
+        captures = app.index.captures(source.id)
+        rows = history_records(app, captures, [capture_record(r) for r in captures])
     finally:
         app.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo(history_table(source.canonical_url, rows))
+        click.echo(history_text(source.canonical_url, rows))
 
 
 @cli.command()
@@ -194,27 +197,46 @@ def history(ctx: click.Context, url: str, as_json: bool) -> None:
 @click.option("--at", "at", help="Time (RFC 3339): the last capture at or before it.")
 @click.option("--artifact", type=click.Choice(ARTIFACTS), default="dom", show_default=True)
 @click.option(
+    "--index",
+    "media_index",
+    type=click.IntRange(min=1),
+    help="With --artifact media: which of the capture's media (1-based, default 1).",
+)
+@click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the capture's metadata instead.")
 @click.pass_context
 def get(
-    ctx: click.Context, url: str, at: str | None, artifact: str, output: str | None, as_json: bool
+    ctx: click.Context,
+    url: str,
+    at: str | None,
+    artifact: str,
+    media_index: int | None,
+    output: str | None,
+    as_json: bool,
 ) -> None:
-    """A preserved copy of a source."""
+    """A preserved copy of a source (media: a video, audio, photo or document of the page)."""
     try:
         when = parse_time(at) if at is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from exc
+    if media_index is not None and artifact != "media":
+        raise click.BadParameter("only goes with --artifact media", param_hint="--index")
     config = _config(ctx)
     _check_urls(config, (url,), add_scheme=True)
     app = App.open(config)
     try:
-        row = app.capture_at(app.source_for(url), when, None if as_json else artifact)
-        if as_json:
-            click.echo(json.dumps(capture_record(row), indent=2))
-            return
-        data = app.archive.get_blob(row.artifacts[artifact]["sha256"])
+        if artifact == "media" and not as_json:
+            from crawler.media_get import read_media
+
+            data = read_media(app, app.source_for(url), when, media_index or 1)
+        else:
+            row = app.capture_at(app.source_for(url), when, None if as_json else artifact)
+            if as_json:
+                click.echo(json.dumps(capture_record(row), indent=2))
+                return
+            data = app.archive.get_blob(row.artifacts[artifact]["sha256"])
     finally:
         app.close()
     if output is None:

@@ -20,12 +20,13 @@ from typing import Any
 
 from crawler.errors import BlobNotFound, IntegrityError, StorageError
 from storage.ids import timestamp_key
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectStore, RangedStore
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # One key segment: ids become part of keys and must neither nest nor escape.
 _ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _JSON = "application/json"
+RANGE_CHUNK = 1 << 20  # what one ranged read of a blob asks the store for
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,28 @@ class Archive:
         if actual != sha256:
             raise IntegrityError(f"blob {sha256} is corrupt: its stored bytes hash to {actual}")
         return data
+
+    def iter_blob_range(self, sha256: str, start: int, length: int) -> Iterator[bytes]:
+        """``length`` bytes of the blob from ``start``, in chunks of at most RANGE_CHUNK.
+
+        A store with ``get_range`` (local, S3) reads only those bytes, which therefore are
+        not hashed (``verify`` checks whole blobs); any other store reads the whole blob,
+        verified. IntegrityError if the blob ends before the range does.
+        """
+        if not isinstance(self.store, RangedStore):
+            data = self.get_blob(sha256)
+            if start + length > len(data):
+                raise IntegrityError(f"blob {sha256} is shorter than {start + length} bytes")
+            yield data[start : start + length]
+            return
+        key = blob_key(sha256)
+        end = start + length
+        while start < end:
+            chunk = self.store.get_range(key, start, min(RANGE_CHUNK, end - start))
+            if not chunk:
+                raise IntegrityError(f"blob {sha256} is shorter than {end} bytes")
+            start += len(chunk)
+            yield chunk
 
     def has_blob(self, sha256: str) -> bool:
         """Whether a blob with this sha256 is stored (its content is not verified)."""

@@ -79,6 +79,18 @@ class LocalStore:
         except OSError as exc:
             raise self._error("read", key, exc) from exc
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Read ``length`` bytes from ``start`` without reading the rest of the file."""
+        path = self._path(key)
+        try:
+            with path.open("rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise BlobNotFound(f"{key} not found in local store {self.root}") from exc
+        except OSError as exc:
+            raise self._error("read", key, exc) from exc
+
     def exists(self, key: str) -> bool:
         """Whether a file exists for the key."""
         path = self._path(key)

@@ -43,6 +43,16 @@ class ObjectStore(Protocol):
         ...
 
 
+@runtime_checkable
+class RangedStore(Protocol):
+    """A store that can read part of an object (optional: Archive falls back to ``get``)."""
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from offset ``start`` (fewer at the end of the object);
+        BlobNotFound if the object is missing."""
+        ...
+
+
 def check_key(key: str) -> str:
     """Return key if it is a safe relative key, else raise StorageError.
 

@@ -146,6 +146,22 @@ class S3Store:
                 raise BlobNotFound(f"{key} not found in S3 bucket {self.bucket!r}") from exc
             raise self._error(exc, "read", key) from exc
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """One ranged GetObject: only the asked-for bytes cross the network."""
+        if length <= 0:
+            return b""
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
+            )
+            return response["Body"].read()
+        except _BOTO_ERRORS as exc:
+            if _code(exc) in _MISSING_KEY_CODES:
+                raise BlobNotFound(f"{key} not found in S3 bucket {self.bucket!r}") from exc
+            if _code(exc) == "InvalidRange":  # start at or past the end: nothing there
+                return b""
+            raise self._error(exc, "read", key) from exc
+
     def exists(self, key: str) -> bool:
         """HeadObject; a 404 is checked against the bucket once, since HEAD cannot tell
         a missing key from a missing bucket."""

@@ -226,6 +226,20 @@ class SpoolingStore:
             raise StoreUnavailable(f"cannot read {key}: {self.url} is unavailable")
         return kept
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Part of the spooled copy if there is one, else a ranged read of the remote."""
+        try:
+            return self.spool.get_range(key, start, length)
+        except BlobNotFound:
+            pass
+        ranged = getattr(self.remote, "get_range", None)
+        if ranged is None:
+            return self.get(key)[start : start + length]
+        ok, data = self._online(lambda: ranged(key, start, length))
+        if not ok or data is None:
+            raise StoreUnavailable(f"cannot read {key}: {self.url} is unavailable")
+        return data
+
     def exists(self, key: str) -> bool:
         """While offline an unknown key counts as absent: a blob is then spooled again
         (content-addressed, so harmless), never lost."""
