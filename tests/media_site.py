@@ -1,4 +1,4 @@
-"""A local media site on 127.0.0.1 (port 0): pages that show video, audio and photos, for media tests.
+"""A local media site on 127.0.0.1 (port 0): pages with video, audio and photos, for media tests.
 
 Every media file sits behind a named *slot* (``site.slots[name]``): what file it serves, the
 rotating CDN token in its URL, whether the page still shows it, whether the URL now 404s or
