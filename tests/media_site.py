@@ -286,14 +286,17 @@ class MediaSite:
         slot = self.slots["stream"]
         player = ""
         if slot.shown:
-            # A script player: fetches the playlist itself, then gives the video its URL.
+            # A script player as hls.js is one: it fetches the playlist and a segment itself
+            # and feeds the <video> through Media Source Extensions (its src is a blob: URL).
             src = json.dumps(self.media_url("stream", token=True))
             player = (
                 "<div class=player><video id=v controls width=320 height=240></video></div>"
                 f"<script>const src = {src};"
                 "fetch(src).then(r => r.text()).then(t => {"
-                "document.getElementById('v').dataset.segments = t.split('.ts').length - 1;"
-                "document.getElementById('v').src = src;});</script>"
+                "const first = t.split('\\n').find(l => l.endsWith('.ts'));"
+                "if (first) fetch(new URL(first, src));"
+                "document.getElementById('v').src = URL.createObjectURL(new MediaSource());"
+                "});</script>"
             )
         return doc(
             "Live from the gate", f"<article><h1>Recorded stream</h1><p>{TEXT['hls']}</p>{player}"
