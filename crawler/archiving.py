@@ -13,6 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from crawler.errors import IntegrityError
 from crawler.evidence import Evidence, gather
 from crawler.items import CaptureItem
+from crawler.media.judge import with_media
+from crawler.media.keep import keep_media
 from crawler.recheck import recheck_facts, rendering_facts
 from crawler.schedule import Planner
 from crawler.verdict import UNREACHABLE, Earlier, LastContent, Verdict, decide
@@ -172,6 +174,16 @@ def full_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
     captures = index.captures(item.source_id)
     earlier, last_content = _history(archive, captures)
     verdict = decide(ev, earlier, last_content)
+    media = None
+    if item.media is not None:
+        media = keep_media(
+            archive,
+            item.media,
+            captured_at=item.captured_at,
+            page_url=item.url,
+            software=_software(),
+        )
+        verdict = with_media(verdict, _last_media(archive, captures), media)
     found = _artifacts(item, ev)
     same_traffic = None
     if verdict.name == "unchanged" and "warc" in found:
@@ -185,7 +197,21 @@ def full_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
         manifest["warc_same_as"] = same_traffic
     if item.answered:
         manifest["rendering"] = rendering_facts(item, ev.fingerprint)
+    if media is not None:
+        manifest["media"] = media
+        manifest["rendering"]["media"] = len(media)  # a page with media always renders
     return manifest
+
+
+def _last_media(archive: Archive, captures: list[CaptureRow]) -> list[dict] | None:
+    """The media of the source's last answered capture; None if it did not look for any."""
+    answered = [r for r in captures if r.verdict != UNREACHABLE]
+    if not answered:
+        return None
+    count = (answered[-1].rendering or {}).get("media")
+    if not count:
+        return None if count is None else []  # the index knows: no manifest read
+    return archive.read_manifest(answered[-1].manifest_key).manifest.get("media")
 
 
 def _capture_with_traffic(
@@ -230,6 +256,8 @@ def recheck_manifest(archive: Archive, index: Index, item: CaptureItem) -> dict:
         # The basis's findings hold for the same text; its evidence is in its manifest.
         "passages": basis.get("passages", []),
         "recheck": {"tier": "conditional", "basis": item.recheck["basis"]},
+        # Only a page without media is re-checked cheaply: it still has none.
+        **({"media": basis["media"]} if "media" in basis else {}),
         "rendering": recheck_facts(basis.get("rendering") or {}, item),
         "software": _software(),
     }

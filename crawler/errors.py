@@ -89,8 +89,9 @@ class ResponseTooLarge(CaptureError):
 class MediaError(CaptureError):
     """One media item could not be downloaded or read (over a cap, live, timeout, HTTP)."""
 
-    def __init__(self, reason: str, *, gone: bool = False) -> None:
+    def __init__(self, reason: str, *, status: str = "failed") -> None:
         super().__init__(reason)
         self.reason = reason
-        # The server said the media is not there (404/410): evidence of removal, not a failure.
-        self.gone = gone
+        # "gone": the server said it is not there (404/410), evidence of a removal;
+        # "skipped": refused on purpose (over a cap, a live stream); "failed": anything else.
+        self.status = status

@@ -48,6 +48,9 @@ class CaptureItem:
     # Set by a cheap re-check (crawler/recheck.py): {"basis": capture id, "reason": why
     # unchanged}; such an item has no DOM, screenshot or WARC of its own.
     recheck: dict | None = None
+    # The media stage's results (crawler/media/); None when it did not run (no HTML page,
+    # media off), [] when the page has no media.
+    media: list | None = None
 
     @property
     def answered(self) -> bool:

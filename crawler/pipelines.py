@@ -21,6 +21,7 @@ from crawler.archiving import store_capture
 from crawler.config import Config
 from crawler.errors import CitearchiveError
 from crawler.items import CaptureItem
+from crawler.media.keep import discard
 from crawler.probes import save as save_probe
 from crawler.schedule import Planner
 from storage.archive import Archive
@@ -83,6 +84,8 @@ class ArchivePipeline:
                 extra={"url": item.url, "source_id": item.source_id},
             )
             return CaptureResult(item.source_id, item.url, None, "error", str(exc), str(exc))
+        finally:
+            discard(item.media or [])  # the media files are in the store now, or lost with it
         manifest = stored.manifest
         return CaptureResult(
             source_id=item.source_id,

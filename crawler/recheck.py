@@ -67,6 +67,8 @@ def basis_for(
     facts = row.rendering or {}
     if facts.get("needs_js", True) or not row.final_url or not row.text_sha256:
         return None
+    if facts.get("media"):
+        return None  # the media must be checked too: only a render finds them
     raw_sha256, full_render_at = facts.get("raw_sha256"), facts.get("full_render_at")
     if not raw_sha256 or not full_render_at:
         return None

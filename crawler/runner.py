@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from scrapy import signals
@@ -20,6 +20,7 @@ from scrapy.crawler import CrawlerProcess
 
 from crawler.config import Config
 from crawler.egress_proxy import EgressProxy
+from crawler.media.stage import media_stage, previous_media
 from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions
 from crawler.pipelines import CaptureResult
@@ -132,6 +133,15 @@ def _with_bases(config: Config, targets: Sequence[CaptureTarget]) -> list[Captur
     return with_basis(targets, found)
 
 
+def _with_previous_media(config: Config, targets: Sequence[CaptureTarget]) -> list[CaptureTarget]:
+    """The targets, each with the media of its latest capture (for cheap media checks)."""
+    archive = Archive(open_store(config.store_url))
+    with Index(config.index_url) as index:
+        return [
+            replace(t, previous_media=previous_media(archive, index, t.source_id)) for t in targets
+        ]
+
+
 def run_batch(
     config: Config,
     targets: Sequence[CaptureTarget],
@@ -156,6 +166,8 @@ def run_batch(
     )
     if config.crawl.recheck == "tiered":
         targets = _with_bases(config, targets)
+    if config.media.enabled:
+        targets = _with_previous_media(config, targets)
 
     def collect(item: object, **_: object) -> None:
         if isinstance(item, CaptureResult):
@@ -163,11 +175,14 @@ def run_batch(
             if on_result is not None:
                 on_result(item)
 
-    with EgressProxy(
-        policy,
-        connect_timeout=min(config.crawl.page_timeout, 30.0),
-        max_body_bytes=int(config.crawl.max_body_mb * 1024 * 1024),
-    ) as proxy:
+    with (
+        EgressProxy(
+            policy,
+            connect_timeout=min(config.crawl.page_timeout, 30.0),
+            max_body_bytes=int(config.crawl.max_body_mb * 1024 * 1024),
+        ) as proxy,
+        media_stage(config, policy) as media,
+    ):
         process = CrawlerProcess(crawl_settings(config, proxy.url, log_level))
         crawler = process.create_crawler(CaptureSpider)
         crawler.signals.connect(collect, signal=signals.item_scraped)
@@ -187,6 +202,7 @@ def run_batch(
             context_kwargs=context_options(config),
             pages_per_context=config.crawl.pages_per_context,
             egress=proxy,
+            media=media,
             probes=HostProbes(
                 load_fresh(
                     Archive(open_store(config.store_url)), {origin_of(t.url) for t in targets}

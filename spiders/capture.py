@@ -22,9 +22,13 @@ from twisted.python.failure import Failure
 from crawler.egress_proxy import EgressProxy
 from crawler.errors import CaptureError, DestinationRefused
 from crawler.items import CaptureItem
+from crawler.media.collect import MediaCollector
+from crawler.media.find import find_media
+from crawler.media.model import MediaResult
 from crawler.netguard import DestinationPolicy
 from crawler.pagecapture import PageOptions, fill_from_page
 from crawler.probes import HostProbes
+from crawler.profiles import profile_for
 from crawler.recheck import RecheckBasis, cheap_outcome
 from crawler.recorder import TrafficRecorder
 from storage.ids import utc_now_rfc3339
@@ -49,6 +53,9 @@ class CaptureTarget:
     url: str
     # Set when a cheap conditional fetch may stand in for the render (crawler/recheck.py).
     basis: RecheckBasis | None = None
+    # The media entries of the source's latest capture, each with "_capture": the capture
+    # that holds its bytes; a cheap check may re-use them (crawler/media/collect.py).
+    previous_media: tuple[dict, ...] = ()
 
 
 class ContextRecycler:
@@ -91,6 +98,7 @@ class CaptureSpider(scrapy.Spider):
         pages_per_context: int = 50,
         egress: EgressProxy | None = None,
         probes: HostProbes | None = None,
+        media: MediaCollector | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +109,7 @@ class CaptureSpider(scrapy.Spider):
         self.recycler = ContextRecycler(pages_per_context)
         self.egress = egress
         self.probes = probes
+        self.media = media
 
     async def start(self) -> AsyncIterator[scrapy.Request | CaptureItem]:
         for target in self.targets:
@@ -210,7 +219,29 @@ class CaptureSpider(scrapy.Spider):
                 item.probe = await self.probes.get(item.final_url or item.url, page.context)
         finally:
             await self._close_page(page, meta["playwright_context"])
+        if self.media is not None and item.http_status == 200 and item.dom is not None:
+            item.media = await self._collect_media(item, meta["recorder"], target)
         yield item
+
+    async def _collect_media(
+        self, item: CaptureItem, recorder: TrafficRecorder, target: CaptureTarget
+    ) -> list[MediaResult]:
+        """The page's media, found in its DOM and traffic, fetched off the reactor."""
+        assert self.media is not None and item.dom is not None
+        url = item.final_url or item.url
+        settings = self.media.settings
+        refs = await asyncio.to_thread(
+            find_media,
+            item.dom.decode("utf-8", "replace"),
+            url,
+            profile_for(url),
+            recorder.exchanges,
+            volatile=settings.volatile,
+            limit=settings.max_items,
+        )
+        if not refs:
+            return []
+        return await asyncio.to_thread(self.media.collect, refs, list(target.previous_media), url)
 
     async def on_error(self, failure: Failure) -> AsyncIterator[CaptureItem]:
         request = failure.request

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from warcio.statusandheaders import StatusAndHeaders
@@ -75,11 +77,19 @@ def _request_record(writer: WARCWriter, ex: Exchange, warc_date: str):
     )
 
 
-def _response_record(writer: WARCWriter, ex: Exchange, warc_date: str):
+def _response_record(
+    writer: WARCWriter,
+    ex: Exchange,
+    warc_date: str,
+    stream: BinaryIO | None = None,
+    length: int | None = None,
+):
     assert ex.status is not None
-    body = ex.body or b""
+    if stream is None:
+        body = ex.body or b""
+        stream, length = io.BytesIO(body), len(body)
     headers = [(k, v) for k, v in ex.response_headers if k.lower() not in _HOP_HEADERS]
-    headers.append(("Content-Length", str(len(body))))
+    headers.append(("Content-Length", str(length)))
     status_line = f"{ex.status} {_reason(ex.status, ex.status_text)}"
     http_headers = StatusAndHeaders(status_line, headers, protocol="HTTP/1.1")
     warc_headers = {"WARC-Date": warc_date}
@@ -88,8 +98,8 @@ def _response_record(writer: WARCWriter, ex: Exchange, warc_date: str):
     return writer.create_warc_record(
         ex.url,
         "response",
-        payload=io.BytesIO(body),
-        length=len(body),
+        payload=stream,
+        length=length,
         http_headers=http_headers,
         warc_headers_dict=warc_headers,
     )
@@ -130,3 +140,45 @@ def build_warc(
         )
         writer.write_record(record)
     return out.getvalue()
+
+
+def write_fetched_warc(
+    exchanges: list,
+    out: Path,
+    *,
+    captured_at: str,
+    software: str = "citearchive",
+    page_url: str = "",
+) -> None:
+    """Write a gzipped WARC 1.1 of fetches whose bodies are files (the media of a page).
+
+    ``exchanges`` carry ``body_path`` instead of bytes (``crawler.media.model.Exchange``);
+    bodies are streamed, never held whole. A fetch repeated with the same answer (a
+    playlist read twice) is written once.
+    """
+    seen: set[tuple[str, int, int]] = set()
+    with out.open("wb") as fh:
+        writer = WARCWriter(fh, gzip=True, warc_version=WARC_VERSION)
+        info = {"software": software, "format": "WARC File Format 1.1", "isPartOf": page_url}
+        writer.write_record(writer.create_warcinfo_record(out.name, info))
+        for ex in exchanges:
+            size = ex.body_path.stat().st_size
+            key = (ex.url, ex.status, size)
+            if key in seen:
+                continue
+            seen.add(key)
+            with ex.body_path.open("rb") as body:
+                fetched = Exchange(
+                    url=ex.url,
+                    method=ex.method,
+                    request_headers=ex.request_headers,
+                    status=ex.status,
+                    response_headers=ex.response_headers,
+                )
+                response = _response_record(writer, fetched, ex.started_at, body, size)
+                request = _request_record(writer, fetched, ex.started_at)
+                request.rec_headers.add_header(
+                    "WARC-Concurrent-To", response.rec_headers.get_header("WARC-Record-ID")
+                )
+                writer.write_record(response)
+                writer.write_record(request)

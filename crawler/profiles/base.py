@@ -12,6 +12,9 @@ from lxml.html import HtmlElement
 # A profile's focus picks the element of the rendered page that is the cited item (the
 # focal tweet among a thread's tweets); None when the page does not show it.
 Focus = Callable[[HtmlElement, str | None], HtmlElement | None]
+# A profile's own media finder: (url, kind) of the media in the cited content that the
+# generic rules miss (crawler/media/find.py), given the content element and the page URL.
+MediaFinder = Callable[[HtmlElement, str], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Profile:
     not_found_markers: soft-404 wording in <title>/<h1>, and in the text of a short page.
     focus: picks the cited item's element (the focal tweet); a page where it finds the
     item has no tombstone and is no soft 404, whatever else the page says.
+    media: finds the site's own media in the cited content (a tweet's photos).
     """
 
     name: str
@@ -35,6 +39,7 @@ class Profile:
     hosts: tuple[str, ...] = ()  # host or parent domain ("usembassy.gov"); () = any host
     path: re.Pattern | None = None  # searched at the start of the URL path
     focus: Focus | None = None
+    media: MediaFinder | None = None
 
     def matches(self, url: str) -> bool:
         """Does this profile apply to ``url``?"""

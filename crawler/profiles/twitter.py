@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from lxml.html import HtmlElement
 
@@ -49,6 +49,19 @@ def focal_tweet(root: HtmlElement, url: str | None) -> HtmlElement | None:
     return None
 
 
+def tweet_media(tweet: HtmlElement, url: str) -> list[tuple[str, str]]:
+    """The focal tweet's photos at original size (the page draws them scaled down)."""
+    found = []
+    for img in select(tweet, '[data-testid="tweetPhoto"] img'):
+        src = urljoin(url, img.get("src", ""))
+        parts = urlsplit(src)
+        if parts.hostname == "pbs.twimg.com" and parts.path.startswith("/media/"):
+            query = [(k, v) for k, v in parse_qsl(parts.query) if k != "name"]
+            src = urlunsplit(parts._replace(query=urlencode([*query, ("name", "orig")])))
+        found.append((src, "image"))
+    return found
+
+
 def _says(*phrases: str) -> re.Pattern:
     return re.compile("|".join(phrases), re.I)
 
@@ -58,6 +71,7 @@ PROFILE = Profile(
     hosts=("x.com", "twitter.com"),
     path=_STATUS,
     focus=focal_tweet,
+    media=tweet_media,
     content_selectors=(f'{_TWEET} [data-testid="tweetText"]',),
     noise_selectors=(
         '[role="group"]',  # the reply / repost / like / views bar
