@@ -35,6 +35,7 @@ from crawler.app import App
 from crawler.errors import IntegrityError, NotFoundError, UsageError
 from crawler.fileout import write_atomically
 from crawler.importer import document_id
+from crawler.media_get import media_of
 from crawler.urls import with_scheme
 from storage.ids import format_rfc3339, parse_rfc3339, source_id
 from storage.index import CaptureRow, SourceRow
@@ -121,20 +122,37 @@ def _ensure_dir(path: Path) -> None:
     os.unlink(probe)
 
 
-def _verified_warc(app: App, item: Chosen) -> bytes:
-    data = app.archive.get_blob(item.warc_sha256)
-    if hashlib.sha256(data).hexdigest() != item.warc_sha256:  # get_blob checks too
-        raise IntegrityError(f"capture {item.capture.id}: WARC blob does not match its hash")
+def _verified_warc(app: App, item: Chosen, sha256: str | None = None) -> bytes:
+    sha256 = sha256 or item.warc_sha256
+    data = app.archive.get_blob(sha256)
+    if hashlib.sha256(data).hexdigest() != sha256:  # get_blob checks too
+        raise IntegrityError(f"capture {item.capture.id}: WARC blob {sha256} does not match")
     return data
 
 
+def media_warcs(app: App, chosen: list[Chosen]) -> list[tuple[Chosen, str]]:
+    """The WARCs of the chosen captures' media (manifest ``media[i]["warc"]``), each once:
+    content-addressed, so captures that share a download share its WARC."""
+    found: dict[str, Chosen] = {}
+    for item in chosen:
+        for entry in media_of(app, item.capture):
+            warc = entry.get("warc")
+            sha256 = warc.get("sha256") if isinstance(warc, dict) else None
+            if isinstance(sha256, str) and sha256 != item.warc_sha256:
+                found.setdefault(sha256, item)
+    return [(item, sha256) for sha256, item in found.items()]
+
+
 def export_warcs(app: App, chosen: list[Chosen], out_dir: Path) -> list[Path]:
-    """Write each capture's WARC blob as ``<dir>/<source-id>-<capture-id>.warc.gz``."""
+    """Write each capture's WARC blob as ``<dir>/<source-id>-<capture-id>.warc.gz``, and
+    each media WARC once as ``<dir>/media-<sha256>.warc.gz``."""
     _ensure_dir(out_dir)
     written = []
-    for item in chosen:
-        path = out_dir / f"{item.source.id}-{item.capture.id}.warc.gz"
-        data = _verified_warc(app, item)
+    parts = [(item, item.warc_sha256, f"{item.source.id}-{item.capture.id}") for item in chosen]
+    parts += [(item, sha, f"media-{sha}") for item, sha in media_warcs(app, chosen)]
+    for item, sha256, stem in parts:
+        path = out_dir / f"{stem}.warc.gz"
+        data = _verified_warc(app, item, sha256)
         try:
             write_atomically(path, data)
         except OSError as exc:
@@ -258,17 +276,22 @@ def _stored(zf: zipfile.ZipFile, path: str, data: bytes) -> dict:
 
 
 def _warc_members(
-    app: App, chosen: list[Chosen], zf: zipfile.ZipFile, resources: list[dict], limit: int
-) -> list[tuple[Chosen, _Indexed]]:
-    """Write the WARCs into archive/data-<n>.warc.gz members; return each capture's index."""
-    indexed: list[tuple[Chosen, _Indexed]] = []
+    app: App,
+    parts: list[tuple[Chosen, str]],
+    zf: zipfile.ZipFile,
+    resources: list[dict],
+    limit: int,
+) -> list[tuple[Chosen, str, _Indexed]]:
+    """Write the WARCs (capture, sha256) into archive/data-<n>.warc.gz members; return the
+    index of each."""
+    indexed: list[tuple[Chosen, str, _Indexed]] = []
     n = 0
     name = ""
     member = None
     writer: _HashingWriter | None = None
     try:
-        for item in chosen:
-            data = _verified_warc(app, item)
+        for item, sha256 in parts:
+            data = _verified_warc(app, item, sha256)
             if member is not None and writer is not None and writer.size + len(data) > limit:
                 member.close()
                 resources.append(_resource(name, writer.sha.hexdigest(), writer.size))
@@ -280,7 +303,7 @@ def _warc_members(
                 info.compress_type = zipfile.ZIP_STORED
                 member = zf.open(info, "w", force_zip64=True)
                 writer = _HashingWriter(member)
-            indexed.append((item, index_warc(data, name.rsplit("/", 1)[-1], writer.size)))
+            indexed.append((item, sha256, index_warc(data, name.rsplit("/", 1)[-1], writer.size)))
             writer.write(data)
     finally:
         if member is not None:
@@ -297,9 +320,15 @@ def build_wacz(
     resources: list[dict] = []
     cdxj: list[str] = []
     pages = [json.dumps({"format": "json-pages-1.0", "id": "pages", "title": "All Pages"})]
+    parts = [(item, item.warc_sha256) for item in chosen]
+    pages_of = {item.warc_sha256 for item in chosen}
+    parts += [p for p in media_warcs(app, chosen) if p[1] not in pages_of]
     with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for item, indexed in _warc_members(app, chosen, zf, resources, limit or WARC_MEMBER_LIMIT):
+        members = _warc_members(app, parts, zf, resources, limit or WARC_MEMBER_LIMIT)
+        for item, sha256, indexed in members:
             cdxj.extend(indexed.lines)
+            if sha256 not in pages_of:
+                continue  # a media WARC: indexed, but no page of its own
             url = item.source.canonical_url
             page = {
                 "url": url,

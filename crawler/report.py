@@ -21,6 +21,7 @@ from crawler.app import App
 from crawler.archiving import checkable
 from crawler.errors import NotFoundError, UsageError
 from crawler.importer import document_id
+from crawler.media_get import citation_media
 from crawler.readers import UnreadableDocument, parse_document, read_document
 from crawler.reports import capture_summary, source_state
 from crawler.verdict import UNREACHABLE
@@ -197,6 +198,7 @@ def build_report(app: App, document: str, ui_url: str | None = None) -> dict:
                 "captures": len(rows),
                 "last_change": last_change,
                 "passage_status": passage_status,
+                "media": citation_media(app, rows),
                 "version": None if version is None else copies[0],
                 "copies": copies,
             }
@@ -260,6 +262,8 @@ def to_markdown(report: dict) -> str:
         lines.append(f"- passage: {_md(c['passage'])} ({c['passage_status']})")
         verdict = f"{c['verdict']} ({_md(c['reason'])})" if c["verdict"] else "never captured"
         lines.append(f"- state: {c['state']}; latest verdict: {verdict}")
+        if c.get("media"):
+            lines.append(f"- media: {_md(c['media'])}")
         change = c["last_change"]
         if change:
             lines.append(
@@ -339,6 +343,8 @@ def to_html(report: dict) -> str:
         )
         verdict = f"{c['verdict']} ({c['reason'] or ''})" if c["verdict"] else "never captured"
         out.append(f"<li>state: {_h(c['state'])}; latest verdict: {_h(verdict)}</li>")
+        if c.get("media"):
+            out.append(f"<li>media: {_h(c['media'])}</li>")
         change = c["last_change"]
         if change:
             out.append(

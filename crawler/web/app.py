@@ -22,6 +22,7 @@ from crawler.diffing import DiffSide, html_diff
 from crawler.errors import CitearchiveError, InvalidURLError, NotFoundError, UsageError
 from crawler.reports import source_state
 from crawler.web import memento as mem
+from crawler.web.media import media_response, media_view
 from storage.index import CaptureRow, SourceRow
 
 # Archived content: no script, no plugins, no network; its own opaque origin.
@@ -30,7 +31,8 @@ SANDBOX_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inl
 DIFF_CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 # The UI's own pages: no script at all; images and frames only from the UI itself.
 UI_CSP = (
-    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-src 'self'; "
+    "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+    "frame-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 COOKIE = "citearchive_token"
@@ -183,10 +185,15 @@ def create_app(config: Config, token: str | None = None) -> Flask:
         row = _capture(app, capture_id)
         source = app.index.get_source(row.source_id)
         manifest = app.archive.read_manifest(row.manifest_key).manifest
+        rendered = _rendered(app, row)
+        # A re-check that matched a rendered capture shows that capture's media too.
+        media_row = row if manifest.get("media") or rendered.id == row.id else rendered
         return render_template(
             "capture.html",
             row=row,
-            rendered=_rendered(app, row),
+            rendered=rendered,
+            media_row=media_row,
+            media=media_view(app, media_row),
             source=source,
             headers=manifest.get("headers") or [],
             redirects=manifest.get("redirect_chain") or [],
@@ -197,6 +204,13 @@ def create_app(config: Config, token: str | None = None) -> Flask:
     def capture_dom(capture_id: str) -> Response:
         app = archive_app()
         return _dom_response(app, _rendered(app, _capture(app, capture_id)))
+
+    @flask_app.get("/captures/<capture_id>/media/<int:n>")
+    def capture_media(capture_id: str, n: int) -> Response:
+        app = archive_app()
+        response = media_response(app, _capture(app, capture_id), n, request)
+        response.headers["Content-Security-Policy"] = SANDBOX_CSP
+        return response
 
     @flask_app.get("/blobs/<sha>")
     def blob(sha: str) -> Response:
