@@ -7,6 +7,8 @@ One run, one machine, side by side:
   (d) edited - a re-check after K pages were edited: exactly K must be `changed`;
   (e) peak RSS of citearchive plus its Chromium, and RSS over a long run (--soak captures);
   (f) bytes added to the store per unchanged re-check;
+  (g) first capture of media-free pages with [media] enabled and disabled: the ratio;
+  (h) one page with a 3 s clip against one page without media;
   and, with --scale sources in the index, how long `status` and the due selection take.
 Prints the figures and ratios and writes them to bench/results/<UTC time>.json.
 """
@@ -29,6 +31,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from benchsite import BenchSite  # noqa: E402
+from media import measure_clip, measure_overhead  # noqa: E402
 from procs import Sampled, flatness, run_sampled  # noqa: E402
 from scale import measure_scale  # noqa: E402
 
@@ -43,7 +46,7 @@ def tree_size(path: Path) -> int:
 class Archive:
     """One config + store driven through the real command line."""
 
-    def __init__(self, root: Path, name: str, concurrency: int) -> None:
+    def __init__(self, root: Path, name: str, concurrency: int, extra: str = "") -> None:
         self.store = root / name / "store"
         self.config = root / name / "citearchive.toml"
         self.config.parent.mkdir(parents=True)
@@ -51,7 +54,7 @@ class Archive:
             f'[store]\nurl = "file://{self.store}"\n'
             f"[crawl]\nallow_private_networks = true\nconcurrency = {concurrency}\n"
             # One loopback host serves every page: a per-host delay would measure the delay.
-            f"[politeness]\nper_host_delay = 0\nper_host_concurrency = {concurrency}\n"
+            f"[politeness]\nper_host_delay = 0\nper_host_concurrency = {concurrency}\n{extra}"
         )
 
     def cli(self, *args: str) -> str:
@@ -95,6 +98,8 @@ def main() -> int:
     parser.add_argument("--edits", type=int, default=10, help="K pages edited for (d)")
     parser.add_argument("--soak", type=int, default=1000, help="captures in the RSS run (0: skip)")
     parser.add_argument("--scale", type=int, default=100_000, help="sources for status (0: skip)")
+    parser.add_argument("--media-pages", type=int, default=40, help="pages for (g)")
+    parser.add_argument("--media-rounds", type=int, default=2, help="(g) and (h) rounds (0: skip)")
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
@@ -172,6 +177,10 @@ def main() -> int:
         ] == args.pages - len(edited)
         r["e_peak_rss_mb"] = round(peak / 2**20)
 
+        if args.media_rounds:
+            urls = [f"{site.base}/a/{n}" for n in range(min(args.media_pages, args.pages))]
+            r.update(measure_overhead(Archive, root, urls, args.media_rounds, args.concurrency))
+            r.update(measure_clip(Archive, root, max(3, args.media_rounds)))
         if args.soak:
             soak = Archive(root, "soak", args.concurrency)
             soak.cli("add", *[f"{site.base}/a/{n}" for n in range(args.soak)])
