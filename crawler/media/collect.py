@@ -93,6 +93,11 @@ class MediaCollector:
             )
             entry.update(status=exc.status, reason=exc.reason)
             result.file, result.poster = None, None
+        except Exception as exc:
+            # A bug or an unforeseen answer in the media stage must not cost the page.
+            logger.exception("media %s of %s failed", url, page, extra={"media_url": url})
+            entry.update(status="failed", reason=f"internal error: {type(exc).__name__}")
+            result.file, result.poster = None, None
         result.exchanges = fetcher.ydl.exchanges
         return result
 
@@ -129,7 +134,7 @@ class MediaCollector:
         facts = probe.probe(file, limits.ffmpeg_dir)
         duration = facts.get("duration")
         if duration and duration > limits.max_duration_s:
-            raise MediaError(f"over the {limits.max_duration_s:g} s duration cap", "skipped")
+            raise MediaError(f"over the {limits.max_duration_s:g} s duration cap", status="skipped")
         entry = result.entry
         entry.update(status="preserved", reason=None, probe=facts)
         entry["media_type"] = _EXTENSION_TYPES.get(file.suffix.lower(), "application/octet-stream")

@@ -114,12 +114,15 @@ class _Log:
 
     def __init__(self) -> None:
         self.last_error: str | None = None
+        # yt-dlp says so only in a progress line, then returns without a file.
+        self.over_size_cap = False
 
     def debug(self, msg: str) -> None:
+        self.over_size_cap |= "larger than max-filesize" in msg
         logger.debug("yt-dlp: %s", msg)
 
     def info(self, msg: str) -> None:
-        logger.debug("yt-dlp: %s", msg)
+        self.debug(msg)
 
     def warning(self, msg: str) -> None:
         logger.info("yt-dlp: %s", msg)
@@ -202,11 +205,14 @@ class MediaFetcher:
             raise self._error(exc) from exc
         if self._skip:
             raise MediaError(self._skip, status="skipped")
-        files = [Path(d["filepath"]) for d in (info or {}).get("requested_downloads") or []]
+        wanted = (info or {}).get("requested_downloads") or []
+        files = [Path(d["filepath"]) for d in wanted if d.get("filepath")]
         files = [f for f in files if f.is_file()]
         if not files:
-            if self.log.last_error and "larger than max-filesize" in self.log.last_error:
-                raise MediaError(f"over the {self.limits.max_bytes / MB:g} MB cap", "skipped")
+            if self.log.over_size_cap:
+                raise MediaError(
+                    f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped"
+                )
             raise MediaError(self.log.last_error or "yt-dlp produced no file")
         return files[0], info or {}
 
@@ -248,12 +254,16 @@ class MediaFetcher:
         with response:
             size = int(response.headers.get("Content-Length") or 0)
             if size > self.limits.max_bytes:
-                raise MediaError(f"over the {self.limits.max_bytes / MB:g} MB cap", "skipped")
+                raise MediaError(
+                    f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped"
+                )
             read = 0
             while chunk := response.read(1024 * 1024):
                 read += len(chunk)
                 if read > self.limits.max_bytes:
-                    raise MediaError(f"over the {self.limits.max_bytes / MB:g} MB cap", "skipped")
+                    raise MediaError(
+                        f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped"
+                    )
                 if time.monotonic() > self.deadline:
                     raise MediaError(f"timed out after {self.limits.timeout_s:g} s")
             response.read()  # EOF: the exchange is recorded
