@@ -154,15 +154,15 @@ class MediaSite:
         with self._lock:
             return len(self.log)
 
-    def hits(self, path: str, since: int = 0) -> list[Hit]:
+    def hits(self, path: str, since: int = 0, until: int | None = None) -> list[Hit]:
         with self._lock:
-            return [h for h in self.log[since:] if h.path == path]
+            return [h for h in self.log[since:until] if h.path == path]
 
-    def downloads(self, path: str, since: int = 0) -> list[Hit]:
+    def downloads(self, path: str, since: int = 0, until: int | None = None) -> list[Hit]:
         """Requests for ``path`` by anything but the browser that were answered with a body."""
         return [
             h
-            for h in self.hits(path, since)
+            for h in self.hits(path, since, until)
             if not h.browser and h.method == "GET" and h.status in (200, 206)
         ]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from clips import Clips, duration, make_clips
-from cliutil import run_cli, write_config
+from cliutil import history, run_cli, write_config
 from media_site import MediaSite
 
 pytestmark = pytest.mark.browser
@@ -283,6 +283,8 @@ def test_rotated_token_reused_without_downloading_again(runs) -> None:
     assert entry["url"] == first["url"]  # the token is not part of the media's identity
     assert entry["status"] == "reused" and entry["sha256"] == first["sha256"], entry
     assert entry["same_as"] == runs["captures"][0][runs["pages"]["video"]]["id"]
+    first_run = site.downloads("/media/clip.mp4", runs["marks"][0], runs["marks"][1])
+    assert first_run  # the downloader's requests are told apart from the browser's
     assert not site.downloads("/media/clip.mp4", runs["marks"][1])
 
 
@@ -328,6 +330,17 @@ def test_unchanged_recheck_downloads_no_media_again(runs) -> None:
 
 
 # ---- retrieval ---------------------------------------------------------------------------
+
+
+def test_history_lists_each_captures_media(runs) -> None:
+    caps = history(runs["config"], runs["pages"]["video"])
+    assert [c["verdict"] for c in caps] == ["new", "unchanged", "unchanged"]
+    sha = sha256(runs["site"].clips.clip_a)
+    for cap in caps:
+        [media] = cap["media"]
+        assert media["url"] == runs["site"].media_url("clip") and media["sha256"] == sha
+        assert media["size"] == runs["site"].clips.clip_a.stat().st_size
+        assert abs(media["duration"] - 3.0) < 0.1
 
 
 def test_get_media_writes_a_playable_file_of_the_right_duration(runs) -> None:
