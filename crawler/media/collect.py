@@ -13,7 +13,7 @@ from pathlib import Path
 from crawler.errors import MediaError
 from crawler.media import probe
 from crawler.media.model import KEPT, MediaRef, MediaResult, stable_url
-from crawler.media.ytdl import FetchLimits, MediaFetcher
+from crawler.media.ytdl import FetchLimits, MediaFetcher, duration_text
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,9 @@ class MediaCollector:
         facts = probe.probe(file, limits.ffmpeg_dir)
         duration = facts.get("duration")
         if duration and duration > limits.max_duration_s:
-            raise MediaError(f"over the {limits.max_duration_s:g} s duration cap", status="skipped")
+            raise MediaError(
+                f"over the {duration_text(limits.max_duration_s)} duration cap", status="skipped"
+            )
         entry = result.entry
         entry.update(status="preserved", reason=None, probe=facts)
         entry["media_type"] = _EXTENSION_TYPES.get(file.suffix.lower(), "application/octet-stream")

@@ -132,8 +132,11 @@ class _Log:
         logger.info("yt-dlp: %s", msg)
 
 
-def _hms(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+def duration_text(seconds: float) -> str:
+    """7200 -> "2 h", 90 -> "1.5 min", 5 -> "5 s"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 class MediaFetcher:
@@ -184,7 +187,7 @@ class MediaFetcher:
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
             self._skip = "live stream: not downloaded"
         elif (info.get("duration") or 0) > self.limits.max_duration_s:
-            self._skip = f"over the {_hms(self.limits.max_duration_s)} duration cap"
+            self._skip = f"over the {duration_text(self.limits.max_duration_s)} duration cap"
         return self._skip
 
     def _progress(self, status: dict) -> None:
