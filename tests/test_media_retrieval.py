@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from cliutil import run_cli, write_config
-from tools import tool
+from tools import tool, wayback
 from waitress import create_server
 from warcio.archiveiterator import ArchiveIterator
 
@@ -512,6 +512,25 @@ def test_wacz_holds_each_media_warc_once_and_validates(world, tmp_path):
     # Three captures (two sources) name the same media WARC: it is in the package once.
     assert targets.count(CLIP_URL) == 1
     assert {PHOTO_URL, WEBM_URL, VIDEO_PAGE, REMOVED_PAGE} <= set(targets)
+
+
+def test_pywb_replays_the_clip_from_the_wacz_warcs(world, clips, tmp_path):
+    out = tmp_path / "media.wacz"
+    assert run_cli(world.config, "export", "--wacz", str(out), VIDEO_PAGE).code == 0
+    root = tmp_path / "pywb"
+    root.mkdir()
+    with zipfile.ZipFile(out) as zf:
+        warcs = [n for n in zf.namelist() if n.startswith("archive/")]
+        zf.extractall(root, warcs)
+    for args in (["init", "coll"], ["add", "coll", *[str(root / n) for n in warcs]]):
+        proc = subprocess.run(
+            [str(tool("wb-manager")), *args], cwd=root, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    with wayback(root) as port:
+        replay = f"http://127.0.0.1:{port}/coll/20261101100000id_/{CLIP_URL}"
+        with urllib.request.urlopen(replay, timeout=30) as resp:
+            assert resp.status == 200 and resp.read() == clips.mp4
 
 
 # Report
