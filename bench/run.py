@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
-    site = BenchSite(max(args.pages, args.soak), args.scripted_every)
+    site = BenchSite(max(args.pages, args.soak, args.media_pages), args.scripted_every)
     site.start()
     pages = range(args.pages)
     static = [n for n in pages if not site.scripted(n)]
@@ -178,7 +178,7 @@ def main() -> int:
         r["e_peak_rss_mb"] = round(peak / 2**20)
 
         if args.media_rounds:
-            urls = [f"{site.base}/a/{n}" for n in range(min(args.media_pages, args.pages))]
+            urls = [f"{site.base}/a/{n}" for n in range(args.media_pages)]
             r.update(measure_overhead(Archive, root, urls, args.media_rounds, args.concurrency))
             r.update(measure_clip(Archive, root, max(3, args.media_rounds)))
         if args.soak:
