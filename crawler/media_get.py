@@ -164,13 +164,15 @@ def citation_media(app: App, rows: list[CaptureRow]) -> str | None:
         why = entry.get("reason") or entry.get("status")
         return f"{entry.get('kind')} not preserved: {why}{more}"
     if av:  # every entry gone: removed since the capture after the last one that held it
-        last = len(answered) - 1
-    else:  # gone from the page: the verdict that said so (no manifest read for other pages)
-        removals = [i for i, r in enumerate(answered) if _removed_reason(r.reason)]
-        if not removals:
-            return None
-        last = removals[-1]
-    return _removal(app, answered, last, av)
+        return _removal(app, answered, len(answered) - 1, av)
+    if answered[-1].verdict == "gone":  # the page itself: did its last live capture hold any?
+        live = [i for i, r in enumerate(answered) if r.verdict != "gone"]
+        if live and any(is_held(m) for m in _av(app, answered[live[-1]])):
+            return _removal(app, answered, live[-1] + 1, av) + " (page gone)"
+        return None
+    # Gone from a page that stays: the verdict that said so (no manifest read for others).
+    removals = [i for i, r in enumerate(answered) if _removed_reason(r.reason)]
+    return _removal(app, answered, removals[-1], av) if removals else None
 
 
 def _removal(app: App, answered: list[CaptureRow], last: int, av: list[dict]) -> str:

@@ -42,6 +42,7 @@ VIDEO_PAGE = "https://news.example/video/1"
 PLAIN_PAGE = "https://news.example/plain"
 REMOVED_PAGE = "https://news.example/video/removed"
 BIG_PAGE = "https://news.example/video/big"
+GONE_PAGE = "https://x.example/someone/status/1"
 CLIP_URL = "https://cdn.news.example/v/clip.mp4"
 WEBM_URL = "https://cdn.news.example/v/clip.webm"
 PHOTO_URL = "https://cdn.news.example/p/photo.png"
@@ -49,7 +50,7 @@ DOCUMENT = f"""# Notes on the closure
 
 The anchor said "the gate will stay closed for the whole week" in [the video]({VIDEO_PAGE}).
 See also [the plain page]({PLAIN_PAGE}), [the removed video]({REMOVED_PAGE}) and
-[the long video]({BIG_PAGE}).
+[the long video]({BIG_PAGE}), and [a deleted post]({GONE_PAGE}).
 """
 HOSTILE = b"<html><script>document.cookie='pwned=1'</script></html>"
 T1, T2, T3 = "2026-11-01T10:00:00Z", "2026-11-02T10:00:00Z", "2026-11-03T10:00:00Z"
@@ -224,6 +225,9 @@ def world(tmp_path_factory, clips: Clips) -> World:
                 REMOVED_PAGE, T2, [], verdict="changed", reason="video removed: not on the page"
             ),
             "big": make.capture(BIG_PAGE, T1, [skipped]),
+            "gone_before": make.capture(GONE_PAGE, T1, [clip]),
+            "gone_after": make.capture(GONE_PAGE, T2, [], verdict="gone", reason="HTTP 404"),
+            "gone_again": make.capture(GONE_PAGE, T3, [], verdict="gone", reason="HTTP 404"),
         }
     finally:
         app.close()
@@ -554,6 +558,10 @@ def test_report_says_whether_each_video_is_preserved(world, clips):
             f"{world.ids['removed_before']}"
         ),
         BIG_PAGE: "video not preserved: over the 500 MB cap",
+        GONE_PAGE: (
+            f"video removed since {T2[:10]}; preserved copy from capture "
+            f"{world.ids['gone_before']} (page gone)"
+        ),
     }
     text = to_markdown(report)
     assert f"- media: video preserved (sha256 {sha[:12]}…, 0:03)" in text
