@@ -1,5 +1,5 @@
-"""The media of a capture (``manifest["media"]``, see docs/architecture.md): choose, describe
-and read them, for ``get --artifact media``, ``history`` and the web UI.
+"""The media of a capture (``manifest["media"]``): choose, describe and read them, for
+``get --artifact media``, ``history``, the web UI, the WACZ export and the report.
 
 The media list lives in the capture's manifest, not in the index row, so each function here
 reads manifests; ``index`` numbers are 1-based positions in that list.
@@ -20,9 +20,11 @@ AV_KINDS = ("video", "audio")
 
 
 def media_of(app: App, row: CaptureRow) -> list[dict]:
-    """The capture's media entries (empty when it has none; an unreachable capture has no
-    page and so no media, and its manifest is not read)."""
-    if row.verdict == UNREACHABLE:
+    """The capture's media entries, empty when it has none. The manifest is not read when
+    the index already says so: an unreachable capture has no page, and a rendered one
+    records how many media it found (``rendering.media``)."""
+    count = (row.rendering or {}).get("media")
+    if row.verdict == UNREACHABLE or (isinstance(count, int) and count == 0):
         return []
     media = app.archive.read_manifest(row.manifest_key).manifest.get("media") or []
     return [m for m in media if isinstance(m, dict)] if isinstance(media, list) else []

@@ -142,7 +142,13 @@ class Captures:
         }
 
     def capture(
-        self, page: str, at: str, media: list[dict], verdict: str = "new", reason=None
+        self,
+        page: str,
+        at: str,
+        media: list[dict],
+        verdict: str = "new",
+        reason=None,
+        rendering: dict | None = None,
     ) -> str:
         """Blobs, then the manifest, then the index row; returns the capture id."""
         dom = f"<html><head><title>Video at {page}</title></head><body>ok</body></html>".encode()
@@ -177,6 +183,8 @@ class Captures:
             "fingerprints": {"text_sha256": hashlib.sha256(text).hexdigest()},
             "media": media,
         }
+        if rendering is not None:
+            manifest["rendering"] = rendering
         stored = self.app.archive.write_manifest(manifest)
         self.app.index.record_capture(stored)
         return manifest["id"]
@@ -219,7 +227,7 @@ def world(tmp_path_factory, clips: Clips) -> World:
                 [{**clip, "status": "reused", "same_as": "first"}, photo],
                 verdict="unchanged",
             ),
-            "plain": make.capture(PLAIN_PAGE, T1, []),
+            "plain": make.capture(PLAIN_PAGE, T1, [], rendering={"media": 0}),
             "removed_before": make.capture(REMOVED_PAGE, T1, [clip]),
             "removed_after": make.capture(
                 REMOVED_PAGE, T2, [], verdict="changed", reason="video removed: not on the page"
@@ -305,6 +313,22 @@ def test_history_lists_each_captures_media(world, clips):
     assert plain.code == 0, plain.err
     assert f"media 1: video preserved (sha256 {video['sha256'][:12]}…, 0:03)" in plain.out
     assert "media 3: video not preserved (skipped): over the 500 MB cap" in plain.out
+
+
+def test_a_capture_the_index_says_has_no_media_costs_no_manifest_read(world, monkeypatch):
+    from crawler.media_get import media_of
+
+    app = App.open(load_config(world.config))
+    try:
+        plain = app.index.get_capture(world.ids["plain"])
+        first = app.index.get_capture(world.ids["first"])
+        read = []
+        real = app.archive.read_manifest
+        monkeypatch.setattr(app.archive, "read_manifest", lambda k: read.append(k) or real(k))
+        assert media_of(app, plain) == [] and read == []
+        assert len(media_of(app, first)) == 5 and read == [first.manifest_key]
+    finally:
+        app.close()
 
 
 # Ranged reads in the stores
