@@ -18,8 +18,11 @@ One store, the media site's pages as sources, three runs (tests/media_site.py):
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import subprocess
 import threading
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +31,8 @@ import pytest
 from clips import Clips, duration, make_clips
 from cliutil import history, run_cli, write_config
 from media_site import MediaSite
+from tools import tool
+from warcio.archiveiterator import ArchiveIterator
 
 pytestmark = pytest.mark.browser
 
@@ -341,6 +346,45 @@ def test_history_lists_each_captures_media(runs) -> None:
         assert media["url"] == runs["site"].media_url("clip") and media["sha256"] == sha
         assert media["size"] == runs["site"].clips.clip_a.stat().st_size
         assert abs(media["duration"] - 3.0) < 0.1
+
+
+def test_media_warc_records_the_exact_fetched_url(runs) -> None:
+    site, store = runs["site"], runs["store"]
+    [entry] = media_of(runs, 0, "video")
+    records = ArchiveIterator(io.BytesIO(blob(store, entry["warc"]["sha256"])))
+    responses = {
+        r.rec_headers.get_header("WARC-Target-URI"): (
+            r.http_headers.get_statuscode(),
+            r.content_stream().read(),
+        )
+        for r in records
+        if r.rec_type == "response"
+    }
+    # the URL as fetched in run 1, token and all; the body is the served file
+    fetched = site.media_url("clip") + "?token=T0x"
+    assert responses[fetched] == ("200", site.clips.clip_a.read_bytes())
+    [hls] = media_of(runs, 0, "hls")
+    records = ArchiveIterator(io.BytesIO(blob(store, hls["warc"]["sha256"])))
+    targets = {r.rec_headers.get_header("WARC-Target-URI") for r in records}
+    assert {site.url(f"/media/stream/seg{n}.ts") for n in range(3)} <= targets
+
+
+def test_wacz_of_real_media_captures_validates(runs) -> None:
+    out = runs["tmp"] / "media.wacz"
+    pages = [runs["pages"][p] for p in ("video", "hls", "tweet")]
+    res = run_cli(runs["config"], "export", "--wacz", str(out), *pages)
+    assert res.code == 0, res.err
+    check = subprocess.run(
+        [str(tool("wacz")), "validate", "--file", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    with zipfile.ZipFile(out) as zf:
+        cdxj = zf.read("indexes/index.cdxj").decode()
+    for slot in ("clip", "tweetvideo", "tweetphoto"):
+        assert runs["site"].media_path(slot) in cdxj, slot
 
 
 def test_get_media_writes_a_playable_file_of_the_right_duration(runs) -> None:
