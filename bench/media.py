@@ -33,6 +33,10 @@ def media_entries(store: Path) -> list[dict]:
     return found
 
 
+def ratios(by_state: dict[str, list[float]]) -> list[float]:
+    return [round(a / b, 3) for a, b in zip(by_state["on"], by_state["off"], strict=True)]
+
+
 def measure_overhead(archive_cls, root: Path, urls: list[str], rounds: int, concurrency: int):
     """(g): first capture of ``urls`` with media off and on, side by side."""
     seconds: dict[str, list[float]] = {"off": [], "on": []}
@@ -57,9 +61,11 @@ def measure_overhead(archive_cls, root: Path, urls: list[str], rounds: int, conc
         "g_media_on_s": round(sum(seconds["on"]), 2),
         "g_on_over_off": round(sum(seconds["on"]) / sum(seconds["off"]), 3),
         "g_cpu_on_over_off": round(sum(cpu["on"]) / sum(cpu["off"]), 3),
-        "g_on_over_off_by_round": [
-            round(a / b, 3) for a, b in zip(seconds["on"], seconds["off"], strict=True)
-        ],
+        "g_on_over_off_by_round": ratios(seconds),
+        "g_cpu_on_over_off_by_round": ratios(cpu),
+        # per-round medians: one round disturbed by other load on the machine weighs less
+        "g_on_over_off_median": round(statistics.median(ratios(seconds)), 3),
+        "g_cpu_on_over_off_median": round(statistics.median(ratios(cpu)), 3),
         "g_media_entries": entries,  # media-free pages: must be 0
     }
 

@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--soak", type=int, default=1000, help="captures in the RSS run (0: skip)")
     parser.add_argument("--scale", type=int, default=100_000, help="sources for status (0: skip)")
     parser.add_argument("--media-pages", type=int, default=40, help="pages for (g)")
-    parser.add_argument("--media-rounds", type=int, default=2, help="(g) and (h) rounds (0: skip)")
+    parser.add_argument("--media-rounds", type=int, default=3, help="(g) and (h) rounds (0: skip)")
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
