@@ -8,7 +8,7 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG  ?= config/citearchive.toml
 
-.PHONY: install chromium ffmpeg tools run test lint bench clean
+.PHONY: install chromium ffmpeg services tools run test lint bench clean
 
 install: $(STAMP) chromium ffmpeg
 
@@ -38,6 +38,13 @@ ffmpeg:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg; }
 
+# Fleet tests start their own redis-server and PostgreSQL 15 (Debian's packages) on free
+# ports; `make run` (SQLite, local folder) needs neither.
+services:
+	@command -v redis-server >/dev/null && test -x /usr/lib/postgresql/15/bin/initdb || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server postgresql-15; }
+
 run: install
 	$(BIN)/citearchive --config $(CONFIG) run-once --all
 	$(BIN)/citearchive --config $(CONFIG) status
@@ -45,7 +52,7 @@ run: install
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: install tools lint
+test: install services tools lint
 	$(BIN)/pytest -q
 
 BENCH_STAMP := $(VENV)/.bench-stamp

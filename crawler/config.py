@@ -46,6 +46,23 @@ class StoreConfig(_Section):
     retry_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     connect_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     read_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # With a broker, every worker must see the same store: a file: store is refused unless
+    # it is marked shared (an NFS mount on every worker). See docs/scaling.md.
+    shared: bool = False
+
+
+class QueueConfig(_Section):
+    """Fleet mode (docs/scaling.md): with a broker, captures run on `citearchive worker`s."""
+
+    broker: str = ""  # any URL kombu accepts: "redis://host:6379/0", "amqp://..."
+    # Where task results and the fleet's shared state live (politeness, scheduler guard,
+    # worker heartbeats); empty: the broker itself when it is redis://.
+    redis: str = ""
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 20  # sources per task
+    # A source's lease lasts this long; a task not acknowledged in this time is delivered
+    # again (the broker's visibility timeout is set a little longer).
+    lease_seconds: Annotated[float, Field(ge=10, le=86_400)] = 1800.0
+    queue_name: str = "citearchive"
 
 
 class IndexConfig(_Section):
@@ -195,6 +212,7 @@ class Config(_Section):
     politeness: PolitenessConfig = PolitenessConfig()
     notify: NotifyConfig = NotifyConfig()
     media: MediaConfig = MediaConfig()
+    queue: QueueConfig = QueueConfig()
     # Folder that relative paths are resolved against; not a TOML key.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
