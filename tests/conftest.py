@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import s3server
+from pgserver import index_url, pg_index_url, pg_server, pg_url  # noqa: F401  (fixtures)
 from redisserver import redis_server, redis_url  # noqa: F401  (fixtures, registered here)
 
 from storage.objectstore import ObjectStore, open_store
