@@ -2,7 +2,8 @@
 
 (g) captures the same media-free bench pages for the first time in fresh stores with
 ``[media] enabled = false`` and ``= true``, alternating which goes first in each round, and
-reports the ratio of wall time and of CPU seconds (target: within noise, about 1.0).
+reports the ratio of wall time and of CPU seconds (target: within noise, about 1.0). The
+same comparison with media disabled on both sides (``g_control_*``) measures that noise.
 (h) captures one page with a 3 s clip (tests/media_site.py ``/video.html``) and one page
 without media, each alone in a fresh store, ``rounds`` times, and reports the medians.
 """
@@ -37,16 +38,22 @@ def ratios(by_state: dict[str, list[float]]) -> list[float]:
     return [round(a / b, 3) for a, b in zip(by_state["on"], by_state["off"], strict=True)]
 
 
-def measure_overhead(archive_cls, root: Path, urls: list[str], rounds: int, concurrency: int):
-    """(g): first capture of ``urls`` with media off and on, side by side."""
+def measure_overhead(
+    archive_cls, root: Path, urls: list[str], rounds: int, concurrency: int, control: bool = False
+):
+    """(g): first capture of ``urls`` with media off and on, side by side.
+
+    With ``control`` the "on" side has media disabled too (an A/A run): the spread of its
+    ratios is the noise floor the real ratio is read against."""
+    prefix = "g_control_" if control else "g_"
     seconds: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}
     entries = 0
     for n in range(rounds):
         for state in ("off", "on") if n % 2 == 0 else ("on", "off"):
-            archive = archive_cls(
-                root, f"media-{state}-{n}", concurrency, extra=media_config(state == "on")
-            )
+            enabled = state == "on" and not control
+            name = f"{prefix}media-{state}-{n}"
+            archive = archive_cls(root, name, concurrency, extra=media_config(enabled))
             archive.cli("add", *urls)
             sampled, counts = archive.run()
             if counts.get("new") != len(urls):
@@ -54,20 +61,21 @@ def measure_overhead(archive_cls, root: Path, urls: list[str], rounds: int, conc
             seconds[state].append(sampled.seconds)
             cpu[state].append(sampled.cpu_seconds)
             entries += len(media_entries(archive.store))
-    return {
-        "g_pages": len(urls),
-        "g_rounds": rounds,
-        "g_media_off_s": round(sum(seconds["off"]), 2),
-        "g_media_on_s": round(sum(seconds["on"]), 2),
-        "g_on_over_off": round(sum(seconds["on"]) / sum(seconds["off"]), 3),
-        "g_cpu_on_over_off": round(sum(cpu["on"]) / sum(cpu["off"]), 3),
-        "g_on_over_off_by_round": ratios(seconds),
-        "g_cpu_on_over_off_by_round": ratios(cpu),
+    figures = {
+        "pages": len(urls),
+        "rounds": rounds,
+        "media_off_s": round(sum(seconds["off"]), 2),
+        "media_on_s": round(sum(seconds["on"]), 2),
+        "on_over_off": round(sum(seconds["on"]) / sum(seconds["off"]), 3),
+        "cpu_on_over_off": round(sum(cpu["on"]) / sum(cpu["off"]), 3),
+        "on_over_off_by_round": ratios(seconds),
+        "cpu_on_over_off_by_round": ratios(cpu),
         # per-round medians: one round disturbed by other load on the machine weighs less
-        "g_on_over_off_median": round(statistics.median(ratios(seconds)), 3),
-        "g_cpu_on_over_off_median": round(statistics.median(ratios(cpu)), 3),
-        "g_media_entries": entries,  # media-free pages: must be 0
+        "on_over_off_median": round(statistics.median(ratios(seconds)), 3),
+        "cpu_on_over_off_median": round(statistics.median(ratios(cpu)), 3),
+        "media_entries": entries,  # media-free pages: must be 0
     }
+    return {prefix + key: value for key, value in figures.items()}
 
 
 def measure_clip(archive_cls, root: Path, rounds: int) -> dict:

@@ -179,7 +179,12 @@ def main() -> int:
 
         if args.media_rounds:
             urls = [f"{site.base}/a/{n}" for n in range(args.media_pages)]
-            r.update(measure_overhead(Archive, root, urls, args.media_rounds, args.concurrency))
+            for control in (False, True):
+                r.update(
+                    measure_overhead(
+                        Archive, root, urls, args.media_rounds, args.concurrency, control
+                    )
+                )
             r.update(measure_clip(Archive, root, max(3, args.media_rounds)))
         if args.soak:
             soak = Archive(root, "soak", args.concurrency)
@@ -201,6 +206,10 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     (out / f"{r['when'].replace(':', '')}.json").write_text(json.dumps(r, indent=2) + "\n")
     ok = r["d_exactly_k_changed"]
+    # (g) and (h) measure what they claim only if the pages really have no media and the
+    # clip really was preserved.
+    ok = ok and r.get("g_media_entries", 0) == 0
+    ok = ok and r.get("h_clip_statuses", ["preserved"]) == ["preserved"]
     return 0 if ok else 1
 
 
