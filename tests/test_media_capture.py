@@ -134,31 +134,33 @@ def runs(clips: Clips, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
         captures.append(new_manifests(store, seen))
         assert set(captures[-1]) == set(pages.values())
 
-    run()
-    site.slots["clip"].token += 1
-    site.slots["stream"].token += 1
-    site.slots["reenc"].file = clips.clip_a_reencoded
-    site.slots["other"].file = clips.clip_b
-    site.slots["removed"].shown = False
-    site.slots["gone"].file = None
-    site.slots["big"].file = clips.big
-    site.slots["tweetphoto"].shown = False
-    run()
-    site.slots["stream"].file = None
-    run()
-    yield {
-        "site": site,
-        "pages": pages,
-        "config": config,
-        "store": store,
-        "tmp": tmp,
-        "marks": marks,
-        "captures": captures,
-        "elsewhere": elsewhere,
-    }
-    site.stop()
-    elsewhere.shutdown()
-    elsewhere.server_close()
+    try:
+        run()
+        site.slots["clip"].token += 1
+        site.slots["stream"].token += 1
+        site.slots["reenc"].file = clips.clip_a_reencoded
+        site.slots["other"].file = clips.clip_b
+        site.slots["removed"].shown = False
+        site.slots["gone"].file = None
+        site.slots["big"].file = clips.big
+        site.slots["tweetphoto"].shown = False
+        run()
+        site.slots["stream"].file = None
+        run()
+        yield {
+            "site": site,
+            "pages": pages,
+            "config": config,
+            "store": store,
+            "tmp": tmp,
+            "marks": marks,
+            "captures": captures,
+            "elsewhere": elsewhere,
+        }
+    finally:
+        site.stop()
+        elsewhere.shutdown()
+        elsewhere.server_close()
 
 
 def media_of(runs: dict, run: int, page: str) -> list[dict]:
