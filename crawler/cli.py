@@ -26,7 +26,7 @@ from crawler.app import App, parse_time
 from crawler.config import Config, load_config
 from crawler.errors import CitearchiveError
 from crawler.fileout import write_atomically
-from crawler.reports import capture_record, status_records, status_table
+from crawler.reports import capture_record, fleet_line, status_records, status_table
 from crawler.sources import Citation, register
 from crawler.urls import with_scheme
 from storage.runlog import RunLog
@@ -48,6 +48,7 @@ LAZY_COMMANDS = {
     "serve": "crawler.web.cli:serve_cmd",
     "sources": "crawler.documents_cli:sources_cmd",
     "verify": "crawler.verify_cli:verify_cmd",
+    "worker": "crawler.fleet.worker_cli:worker_cmd",
 }
 
 
@@ -119,15 +120,28 @@ def add(ctx: click.Context, urls: tuple[str, ...], document: str | None) -> None
 @cli.command("run-once")
 @click.option("--all", "everything", is_flag=True, help="Capture every source, due or not.")
 @click.option("--limit", type=click.IntRange(min=1), help="Capture at most this many sources.")
+@click.option("--no-wait", is_flag=True, help="With [queue] broker: only enqueue, then exit.")
 @click.pass_context
-def run_once(ctx: click.Context, everything: bool, limit: int | None) -> None:
+def run_once(ctx: click.Context, everything: bool, limit: int | None, no_wait: bool) -> None:
     """Capture the sources that are due (or all of them) and exit."""
-    from crawler.runonce import execute  # Scrapy and Playwright: only when crawling
+    config = _config(ctx)
+    if config.queue.broker:  # a fleet: the workers capture (crawler/fleet/)
+        from crawler.fleet.enqueue import run_once as run_fleet
 
-    summary = execute(
-        _config(ctx), everything=everything, limit=limit, log_level=ctx.obj["log_level"]
-    )
+        summary = run_fleet(config, everything=everything, limit=limit, wait_for_tasks=not no_wait)
+    elif no_wait:
+        raise click.BadParameter(
+            "needs [queue] broker (a fleet to enqueue for)", param_hint="--no-wait"
+        )
+    else:
+        from crawler.runonce import execute  # Scrapy and Playwright: only when crawling
+
+        summary = execute(
+            config, everything=everything, limit=limit, log_level=ctx.obj["log_level"]
+        )
     click.echo(summary.line())
+    if no_wait:
+        return
     if summary.not_stored:
         click.echo(f"citearchive: {summary.not_stored} capture(s) could not be stored", err=True)
         ctx.exit(EXIT_STORE_FAILED)
@@ -149,7 +163,8 @@ def runs(ctx: click.Context, as_json: bool, limit: int) -> None:
         return
     for r in records:
         counts = ", ".join(f"{n} {v}" for v, n in sorted(r.counts.items()))
-        click.echo(f"{r.started_at}  {r.kind:<9} {r.status:<11} due {r.due:<5} {counts}")
+        worker = f"  on {r.worker}" if r.worker else ""
+        click.echo(f"{r.started_at}  {r.kind:<9} {r.status:<11} due {r.due:<5} {counts}{worker}")
         for error in r.errors:
             click.echo(f"    {error}")
 
@@ -162,13 +177,22 @@ def status(ctx: click.Context, as_json: bool) -> None:
     app = App.for_command(ctx)
     try:
         rows = app.index.status_rows(with_citations=as_json)
+        fleet = None
+        if app.config.queue.broker:  # Celery and Redis only for a fleet: status stays fast
+            from crawler.fleet.status import fleet_info
+
+            fleet = fleet_info(app)
     finally:
         app.close()
     dead_after = app.config.verdicts.dead_after
     if as_json:
-        click.echo(json.dumps(status_records(rows, dead_after), indent=2))
+        records = status_records(rows, dead_after)
+        out = records if fleet is None else {"fleet": fleet, "sources": records}
+        click.echo(json.dumps(out, indent=2))
     else:
         click.echo(status_table(rows, dead_after))
+        if fleet is not None:
+            click.echo(fleet_line(fleet))
 
 
 @cli.command()
