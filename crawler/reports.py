@@ -112,3 +112,19 @@ def history_table(url: str, rows: list[dict]) -> str:
             f"{r['reason'] or ''}"
         )
     return "\n".join(lines)
+
+
+def fleet_line(fleet: dict) -> str:
+    """The fleet's state under ``status``: queue depth, workers alive, sources leased."""
+
+    def known(value: int | None) -> str:
+        return "unknown" if value is None else str(value)
+
+    alive = ", ".join(fleet["workers"]) or "none answered"
+    line = (
+        f"fleet: {known(fleet['queue_depth'])} task(s) queued, {len(fleet['workers'])} "
+        f"worker(s) alive ({alive}), {known(fleet['leased'])} source(s) leased"
+    )
+    if fleet["errors"]:
+        line += "; " + "; ".join(fleet["errors"])
+    return line

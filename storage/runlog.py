@@ -23,6 +23,9 @@ _runs = sa.Table(
     sa.Column("due", sa.Integer, nullable=False),
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("errors", sa.JSON, nullable=False),
+    # Fleet mode: the worker (Celery hostname) that ran a batch, and the captures it stored.
+    sa.Column("worker", sa.String(255), nullable=True),
+    sa.Column("captures", sa.JSON, nullable=True),
     sa.Index("ix_runs_started_at", "started_at"),
 )
 
@@ -37,6 +40,8 @@ class RunRecord:
     due: int
     counts: dict
     errors: list
+    worker: str | None = None
+    captures: list | None = None
 
 
 class RunLog:
@@ -46,6 +51,7 @@ class RunLog:
         self.engine = index.engine
         try:
             _metadata.create_all(self.engine)
+            _add_fleet_columns(self.engine)
         except sa_exc.SQLAlchemyError as exc:
             raise StorageError(f"run log: cannot create its table: {exc}") from exc
 
@@ -56,7 +62,7 @@ class RunLog:
         except sa_exc.SQLAlchemyError as exc:
             raise StorageError(f"run log: {exc.__class__.__name__}") from exc
 
-    def start(self, kind: str, due: int) -> str:
+    def start(self, kind: str, due: int, worker: str | None = None) -> str:
         run_id = new_capture_id()
         self._run(
             sa.insert(_runs).values(
@@ -68,6 +74,7 @@ class RunLog:
                 due=due,
                 counts={},
                 errors=[],
+                worker=worker,
             )
         )
         return run_id
@@ -81,7 +88,8 @@ class RunLog:
         """
         result = self._run(
             sa.update(_runs)
-            .where(_runs.c.status == "running")
+            # A fleet's runs are not under this machine's lock: a worker may still run them.
+            .where(_runs.c.status == "running", _runs.c.worker.is_(None))
             .values(
                 status="killed",
                 errors=["the run ended without finishing: its process was killed or stopped"],
@@ -89,7 +97,15 @@ class RunLog:
         )
         return result.rowcount or 0
 
-    def finish(self, run_id: str, status: str, counts: dict, errors: list[str]) -> None:
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        counts: dict,
+        errors: list[str],
+        captures: list[str] | None = None,
+    ) -> None:
+        """End a run; ``captures``: the ids of the captures it stored (fleet batches)."""
         self._run(
             sa.update(_runs)
             .where(_runs.c.id == run_id)
@@ -98,6 +114,7 @@ class RunLog:
                 status=status,
                 counts=counts,
                 errors=errors[:100],
+                captures=captures,
             )
         )
 
@@ -109,3 +126,13 @@ class RunLog:
                 return [RunRecord(**row._mapping) for row in conn.execute(query)]
         except sa_exc.SQLAlchemyError as exc:
             raise StorageError(f"run log: {exc.__class__.__name__}") from exc
+
+
+def _add_fleet_columns(engine: sa.Engine) -> None:
+    """Add the fleet columns to a runs table made before them (both are nullable)."""
+    present = {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+    with engine.begin() as conn:
+        for column in (_runs.c.worker, _runs.c.captures):
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column.name} {kind}"))
