@@ -19,12 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from crawler.errors import ConfigError, IntegrityError, StorageError
+from storage import migrations
 from storage.archive import Archive, StoredManifest
 from storage.ids import format_rfc3339, parse_rfc3339
 from storage.objectstore import redact_url
 
 _T = TypeVar("_T")
 
+# The tables as queries see them. The database's schema is made by the revisions in
+# storage/migrations/versions: a change here needs a new revision there.
 _metadata = sa.MetaData()
 
 _sources = sa.Table(
@@ -206,6 +209,52 @@ def _capture_row(row: sa.Row) -> CaptureRow:
     return CaptureRow(**{column.name: row._mapping[column] for column in _captures.columns})
 
 
+# PostgreSQL: a dead or unreachable server must be an error, not a hang. libpq settings,
+# each overridable in the URL's query (?connect_timeout=3): connecting gives up after
+# 10 s; TCP keepalives notice a server gone mid-query in about 25 s; a statement (a lock
+# wait included) is cancelled after 5 minutes, longer than `reindex` of 100,000 sources
+# needs; a session idle in a transaction (a stopped worker holding row locks) is ended.
+_PG_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "options": "-c statement_timeout=300000 -c idle_in_transaction_session_timeout=300000",
+}
+# SQLite: how long a writer waits for another's lock before "database is locked".
+_SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def _open_engine(url: sa.URL) -> sa.Engine:
+    if url.get_backend_name() == "postgresql":
+        connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in url.query}
+        # pool_pre_ping: a connection the server dropped (a restart) is replaced, not used.
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _open_locking_engine(url: sa.URL) -> sa.Engine:
+    """A second SQLite engine whose transactions begin with BEGIN IMMEDIATE.
+
+    The driver's own transaction handling starts a transaction only at the first write
+    and never around DDL; here the driver's is off and each transaction takes the write
+    lock first, so what it reads cannot change before it writes.
+    """
+    engine = sa.create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        _sqlite_pragmas(dbapi_connection, record)
+
+    sa.event.listen(engine, "connect", connect)
+    sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers (status, web UI) run while a crawl writes; SQLite leaves foreign
     # keys off unless asked.
@@ -218,7 +267,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Index:
-    """Sources and captures in a SQL database (SQLAlchemy URL)."""
+    """Sources and captures in a SQL database (SQLAlchemy URL); the schema is migrated on open."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -229,20 +278,42 @@ class Index:
         try:
             if parsed.get_backend_name() == "sqlite":
                 _make_sqlite_dir(parsed.database)
-            self._engine = sa.create_engine(parsed)
+            self._engine = _open_engine(parsed)
+            self._locking = (
+                _open_locking_engine(parsed) if parsed.get_backend_name() == "sqlite" else None
+            )
         except (sa_exc.ArgumentError, ImportError) as exc:
             raise ConfigError(f"cannot open index {self.url}: {exc}") from exc
         except OSError as exc:
             raise StorageError(f"cannot create the directory of index {self.url}: {exc}") from exc
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
-        with self._errors("create the schema"):
-            _metadata.create_all(self._engine)
-            _add_new_columns(self._engine)
+        try:
+            with self._errors("create the schema"):
+                migrations.upgrade(self._engine, self._locking or self._engine)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Release every connection."""
         self._engine.dispose()
+        if self._locking is not None:
+            self._locking.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """The database's kind: "sqlite" or "postgresql"."""
+        return self._engine.dialect.name
+
+    @contextmanager
+    def locked(self, action: str) -> Iterator[sa.Connection]:
+        """A transaction that holds SQLite's write lock from its first statement.
+
+        On SQLite two such transactions run one after the other (BEGIN IMMEDIATE), so a
+        read-then-write in one cannot interleave with another; on PostgreSQL it is a plain
+        transaction, and the caller locks the rows it decides on (FOR UPDATE).
+        """
+        with self._errors(action), (self._locking or self._engine).begin() as conn:
+            yield conn
 
     def __enter__(self) -> Index:
         return self
@@ -507,29 +578,6 @@ class Index:
             "sources": [asdict(row) for row in sources],
             "captures": [asdict(row) for row in captures],
         }
-
-
-def _add_new_columns(engine: sa.Engine) -> None:
-    """Bring an index made by an earlier version up to date: add the columns it lacks.
-
-    Every column added since the first release is nullable, so ALTER TABLE ADD COLUMN is
-    enough (and is what SQLite and PostgreSQL both support); their values come back with
-    the next capture, or at once with `citearchive reindex`.
-    """
-    inspector = sa.inspect(engine)
-    for table in _metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable:
-                raise StorageError(
-                    f"index table {table.name} lacks column {column.name}: rebuild it with "
-                    "`citearchive reindex` into a new index file"
-                )
-            kind = column.type.compile(dialect=engine.dialect)
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _json(value: Any) -> Any:

@@ -1,4 +1,9 @@
-"""The SQL index: queries, idempotent recording, and rebuilding from the archive alone."""
+"""The SQL index: queries, idempotent recording, and rebuilding from the archive alone.
+
+Every test runs on SQLite and on PostgreSQL (tests/pgserver.py); those that read an
+archive run on both stores with SQLite, and on the local folder with PostgreSQL (the
+database does not see which store the archive came from).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,13 @@ from storage.ids import source_id
 from storage.index import CaptureRow, Index, SourceRow
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+BACKENDS = pytest.mark.parametrize(
+    ("index_url", "store_url"),
+    [("sqlite", "file"), ("sqlite", "s3"), ("postgresql", "file")],
+    ids=["sqlite-file", "sqlite-s3", "postgresql-file"],
+    indirect=True,
+)
 
 
 def source_record(url: str, added_at: str, *documents: str) -> dict:
@@ -54,10 +66,18 @@ def capture(
 
 
 @pytest.fixture
-def index(tmp_path):
-    idx = Index(f"sqlite:///{tmp_path}/db/index.sqlite")
+def index(index_url):
+    idx = Index(index_url)
     yield idx
     idx.close()
+
+
+@pytest.fixture
+def another_index_url(index_url, tmp_path, request):
+    """A second empty index on the same backend as index_url."""
+    if index_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path}/another.sqlite"
+    return request.getfixturevalue("pg_server").create_database()
 
 
 @pytest.fixture
@@ -92,6 +112,7 @@ def populated(store, index):
     return archive, {"a": a, "b": b, "c": c}, stored
 
 
+@BACKENDS
 def test_sources_are_queryable(populated, index):
     _archive, sources, _stored = populated
     a, b, c = sources["a"], sources["b"], sources["c"]
@@ -111,6 +132,7 @@ def test_sources_are_queryable(populated, index):
     assert index.get_source(c["id"]).last_captured_at is None
 
 
+@BACKENDS
 def test_upsert_source_updates_and_keeps_last_capture(populated, index):
     _archive, sources, _stored = populated
     changed = dict(sources["a"], citations=[{"document": "new.md"}], urls=["https://n.example/"])
@@ -122,6 +144,7 @@ def test_upsert_source_updates_and_keeps_last_capture(populated, index):
     assert len(index.list_sources()) == 3
 
 
+@BACKENDS
 def test_captures_are_queryable(populated, index):
     _archive, sources, stored = populated
     b = sources["b"]
@@ -152,6 +175,7 @@ def test_captures_are_queryable(populated, index):
     assert index.captures(sources["c"]["id"]) == []
 
 
+@BACKENDS
 def test_due_sources(populated, index):
     _archive, sources, _stored = populated
     a, b, c = (sources[k]["id"] for k in "abc")
@@ -168,6 +192,7 @@ def test_due_sources(populated, index):
         index.due_sources(NOW.replace(tzinfo=None), timedelta(days=1))
 
 
+@BACKENDS
 def test_record_capture_is_idempotent(populated, index):
     _archive, sources, stored = populated
     before = index.dump()
@@ -180,6 +205,7 @@ def test_record_capture_is_idempotent(populated, index):
     assert index.get_source(sources["a"]["id"]).last_captured_at == "2026-11-26T10:00:00.250000Z"
 
 
+@BACKENDS
 def test_same_capture_id_with_another_manifest_is_refused(populated, index):
     _archive, _sources, stored = populated
     forged = StoredManifest(stored[0].key, "0" * 64, stored[0].manifest)
@@ -189,6 +215,7 @@ def test_same_capture_id_with_another_manifest_is_refused(populated, index):
     assert index.dump() == before
 
 
+@BACKENDS
 def test_capture_of_an_unknown_source_is_refused(store, index):
     archive = Archive(store)
     record = source_record("https://unknown.example/", "2026-11-01T00:00:00Z")
@@ -198,12 +225,13 @@ def test_capture_of_an_unknown_source_is_refused(store, index):
     assert index.dump() == {"sources": [], "captures": []}
 
 
-def test_rebuild_equals_the_incremental_index(populated, index, tmp_path):
+@BACKENDS
+def test_rebuild_equals_the_incremental_index(populated, index, another_index_url):
     archive, _sources, _stored = populated
     incremental = index.dump()
     assert len(incremental["sources"]) == 3
     assert len(incremental["captures"]) == 5
-    with Index(f"sqlite:///{tmp_path}/rebuilt.sqlite") as fresh:
+    with Index(another_index_url) as fresh:
         assert fresh.rebuild(archive) == (3, 5)
         assert fresh.dump() == incremental
     # Rebuilding in place drops rows the archive does not back.
@@ -213,6 +241,7 @@ def test_rebuild_equals_the_incremental_index(populated, index, tmp_path):
     assert index.dump() == incremental
 
 
+@BACKENDS
 def test_failed_rebuild_keeps_the_old_index(populated, index, store):
     archive, _sources, stored = populated
     before = index.dump()
@@ -233,8 +262,9 @@ def test_sqlite_index_creates_its_directory_and_uses_wal(tmp_path):
     assert {"sources", "captures", "ix_sources_last_captured_at"} <= tables
 
 
-def test_index_survives_reopening(tmp_path, store):
-    url = f"sqlite:///{tmp_path}/index.sqlite"
+@BACKENDS
+def test_index_survives_reopening(index_url, store):
+    url = index_url
     archive = Archive(store)
     record = source_record("https://r.example/", "2026-01-01T00:00:00Z")
     archive.put_source(record)
@@ -290,7 +320,10 @@ def test_an_index_from_an_earlier_version_gains_the_new_columns(tmp_path):
     index.close()
 
 
-def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(store, index, tmp_path):
+@BACKENDS
+def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(
+    store, index, another_index_url
+):
     archive = Archive(store)
     record = source_record("https://flaky.example/page", "2026-11-01T00:00:00Z")
     archive.put_source(record)
@@ -315,7 +348,7 @@ def test_status_rows_keep_the_latest_capture_and_the_unreachable_streak(store, i
     assert row.captured_at.startswith("2026-11-22T00:00:00")
     assert row.unreachable_streak == 2
     assert row.urls is None  # only asked for with_citations
-    with Index(f"sqlite:///{tmp_path}/rebuilt.sqlite") as fresh:
+    with Index(another_index_url) as fresh:
         fresh.rebuild(archive)
         assert fresh.status_rows(with_citations=True) == index.status_rows(with_citations=True)
     index.record_capture(capture(archive, record, "2026-11-23T00:00:00Z", "restored"))
