@@ -67,6 +67,7 @@ class BatchReport:
     summary: str  # the run's summary line from stdout
     seconds: float
     error: str = ""  # the last line on stderr (the one-line error of a failed run)
+    more: bool | None = None  # set by a fleet enqueuer: tick again at once (None: by due)
 
 
 def pending_sources(config: Config) -> int:
@@ -239,6 +240,8 @@ class Daemon:
             return False
         report = self.run_batch()
         self._log_batch(due, report)
+        if report.more is not None:
+            return report.more and not self._stopping
         return report.code == 0 and due > self.schedule.batch_size and not self._stopping
 
     def _log_batch(self, due: int, report: BatchReport) -> None:
@@ -352,13 +355,29 @@ def schedule_cmd(ctx: click.Context) -> None:
     """Run the scheduler in the foreground: due sources are captured batch by batch."""
     config_file = _config_file(ctx.obj["config_path"])
     config = load_config(config_file)
+    if config.queue.broker:  # a fleet: each tick enqueues, the workers capture
+        from crawler.fleet.scheduling import FleetEnqueuer, single_scheduler
+
+        FleetEnqueuer.check(config)
+        pending_sources(config)
+        with single_scheduler(config):
+            enqueue = FleetEnqueuer(config)
+            _serve(
+                Daemon(config.schedule, lambda: pending_sources(config), enqueue),
+                ctx.obj["log_level"],
+            )
+        return
     pending_sources(config)  # a bad store, index or citation list fails now, not every tick
     batch = ChildBatch.for_config(config, config_file)
     daemon = Daemon(config.schedule, lambda: pending_sources(config), batch, stop_batch=batch.stop)
+    _serve(daemon, ctx.obj["log_level"])
+
+
+def _serve(daemon: Daemon, log_level: str) -> None:
     # The batch lines are this command's output: INFO on stderr even without -v.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    level = min(logging.INFO, logging.getLevelName(ctx.obj["log_level"]))
+    level = min(logging.INFO, logging.getLevelName(log_level))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -1,0 +1,37 @@
+"""What ``status`` shows of a fleet: queue depth, workers alive, sources leased."""
+
+from __future__ import annotations
+
+from crawler.app import App
+from crawler.errors import CitearchiveError
+from crawler.fleet.app import make_app
+from crawler.fleet.enqueue import TRANSIENT, queue_depth
+from storage.leases import Leases
+
+PING_SECONDS = 1.0  # how long workers have to answer a ping
+
+
+def fleet_info(app: App) -> dict:
+    """The fleet's state; a part that cannot be read is None, with the reason in "errors"."""
+    config = app.config
+    info: dict = {"queue": config.queue.queue_name, "queue_depth": None, "workers": []}
+    info["leased"] = None
+    errors: list[str] = []
+    try:
+        info["queue_depth"] = queue_depth(config)
+    except TRANSIENT as exc:
+        errors.append(f"broker: {exc}")
+    celery = make_app(config)
+    try:
+        replies = celery.control.ping(timeout=PING_SECONDS) or []
+        info["workers"] = sorted(name for reply in replies for name in reply)
+    except TRANSIENT as exc:
+        errors.append(f"workers: {exc}")
+    finally:
+        celery.close()
+    try:
+        info["leased"] = Leases(app.index).live_count()
+    except CitearchiveError as exc:
+        errors.append(f"leases: {exc}")
+    info["errors"] = errors
+    return info
