@@ -40,14 +40,17 @@ def test_second_holder_is_refused_and_release_frees_the_lock(redis_url: str) -> 
 
 
 def test_a_dead_holders_lock_is_taken_once_its_ttl_runs_out(redis_url: str) -> None:
-    # A scheduler killed with -9 leaves its key, with a TTL, behind.
-    client(redis_url).set(KEY, "gone-host pid 1 #dead", px=60_000)
+    dead = SchedulerGuard(redis_url, "citearchive", ttl_s=20)
+    dead.acquire()
+    dead._stop.set()  # killed with -9: no more renewals, no release
+    dead._thread.join()
     with (
-        pytest.raises(LockedError, match="gone-host pid 1"),
+        pytest.raises(LockedError, match=dead.holder.split(" #")[0]),
         hold_scheduler(redis_url, "citearchive"),
     ):
         pass
-    client(redis_url).pexpire(KEY, 1)  # its TTL runs out (no need to wait a minute)
+    assert 0 < client(redis_url).pttl(KEY) <= 20_000  # the key it left expires by itself
+    client(redis_url).pexpire(KEY, 0)  # fast-forward to the end of that TTL
     with hold_scheduler(redis_url, "citearchive") as guard:
         assert client(redis_url).get(KEY).decode() == guard.holder
         assert 0 < client(redis_url).pttl(KEY) <= 30_000
