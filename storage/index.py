@@ -315,6 +315,12 @@ class Index:
         with self._errors(action), (self._locking or self._engine).begin() as conn:
             yield conn
 
+    @contextmanager
+    def reading(self, action: str) -> Iterator[sa.Connection]:
+        """A connection for reads; database errors become StorageError naming ``action``."""
+        with self._errors(action), self._engine.connect() as conn:
+            yield conn
+
     def __enter__(self) -> Index:
         return self
 
