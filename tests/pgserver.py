@@ -161,6 +161,6 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     Parametrize it indirectly with "sqlite" or "postgresql" to choose.
     """
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/index/index.sqlite"
+        return f"sqlite:///{tmp_path}/index.sqlite"
     # Looked up lazily so SQLite-only runs never start PostgreSQL.
     return request.getfixturevalue("pg_index_url")

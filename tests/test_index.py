@@ -8,15 +8,21 @@ database does not see which store the archive came from).
 from __future__ import annotations
 
 import hashlib
+import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import pgserver
+import psycopg
 import pytest
+import sqlalchemy as sa
+from cliutil import run_cli, write_config
 
 from crawler.errors import ConfigError, IntegrityError, StorageError
 from storage.archive import Archive, StoredManifest
 from storage.ids import source_id
 from storage.index import CaptureRow, Index, SourceRow
+from storage.objectstore import open_store
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -295,8 +301,6 @@ def test_unusable_database_is_a_storage_error(tmp_path):
 
 
 def test_an_index_from_an_earlier_version_gains_the_new_columns(tmp_path):
-    import sqlalchemy as sa
-
     path = tmp_path / "old.sqlite"
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:  # the first release's sources table, with one source
@@ -363,3 +367,75 @@ def test_status_rows_list_pending_sources_and_skip_removed_ones(index):
     index.upsert_source({**gone, "removed_at": "2026-11-03T00:00:00Z"})
     (row,) = index.status_rows()
     assert (row.canonical_url, row.latest_id, row.verdict) == ("https://a.example/", None, None)
+
+
+# PostgreSQL: what the server's absence, silence, slowness and restart do to an Index.
+
+
+def test_postgresql_errors_name_the_server_but_never_the_password(pg_server):
+    port = pgserver.free_port()  # nothing listens there
+    url = f"postgresql+psycopg://citearchive:hunter2secret@127.0.0.1:{port}/db"
+    with pytest.raises(StorageError) as info:
+        Index(url)
+    message = str(info.value)
+    assert "hunter2secret" not in message
+    assert f"127.0.0.1:{port}" in message
+    assert "cannot create the schema" in message
+
+
+def test_a_silent_postgresql_server_is_an_error_not_a_hang():
+    with socket.socket() as silent:  # accepts TCP connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(StorageError, match="timeout"):
+            Index(f"postgresql+psycopg://citearchive@127.0.0.1:{port}/db?connect_timeout=1")
+
+
+def test_a_postgresql_statement_stuck_on_a_lock_times_out(pg_server, pg_index_url):
+    with Index(pg_index_url) as index, index.engine.connect() as conn:
+        # The defaults: a statement gives up after 5 minutes.
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "5min"
+    impatient = f"{pg_index_url}?options=-c%20statement_timeout%3D300"
+    with Index(impatient) as index, psycopg.connect(pg_index_url.replace("+psycopg", "")) as hog:
+        hog.execute("LOCK TABLE sources IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        with pytest.raises(StorageError, match="statement timeout"):
+            index.list_sources()
+        hog.rollback()
+        assert index.list_sources() == []  # the next call works
+
+
+def test_an_index_survives_a_postgresql_restart(pg_server, pg_index_url):
+    with Index(pg_index_url) as index:
+        index.upsert_source(source_record("https://before.example/", "2026-11-01T00:00:00Z"))
+        assert len(index.list_sources()) == 1  # a pooled connection now exists
+        pg_server.restart()  # every connection is cut
+        index.upsert_source(source_record("https://after.example/", "2026-11-02T00:00:00Z"))
+        assert [r.canonical_url for r in index.list_sources()] == [
+            "https://before.example/",
+            "https://after.example/",
+        ]
+
+
+def test_reindex_rebuilds_a_postgresql_index_from_the_store_alone(pg_index_url, tmp_path):
+    store_url = (tmp_path / "store").as_uri()
+    archive = Archive(open_store(store_url))
+    with Index(f"sqlite:///{tmp_path}/reference.sqlite") as reference:
+        for n in range(3):
+            record = source_record(f"https://r{n}.example/", f"2026-11-0{n + 1}T00:00:00Z")
+            archive.put_source(record)
+            reference.upsert_source(record)
+            for day in range(n + 1):
+                stored = capture(archive, record, f"2026-11-2{day}T00:00:00Z", "new")
+                reference.record_capture(stored)
+        expected = reference.dump()
+    config = write_config(
+        tmp_path / "c.toml", store_url, extra=f'[index]\nurl = "{pg_index_url}"\n'
+    )
+    with Index(pg_index_url) as index:
+        index.upsert_source(source_record("https://stray.example/", "2026-01-01T00:00:00Z"))
+    result = run_cli(config, "reindex")
+    assert result.code == 0, result.err
+    assert result.out.strip() == "reindexed 3 sources, 6 captures"
+    with Index(pg_index_url) as index:
+        assert index.dump() == expected

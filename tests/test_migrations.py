@@ -1,0 +1,135 @@
+"""Schema migrations on SQLite and PostgreSQL: fresh databases, databases the code before
+migrations made, failures that leave nothing behind, and processes migrating at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import sqlalchemy as sa
+
+from crawler.errors import StorageError
+from storage import migrations
+from storage.index import Index
+
+RACERS = 4
+
+# The first release's tables, as its create_all made them (portable DDL).
+FIRST_RELEASE = [
+    "CREATE TABLE sources (id VARCHAR(64) PRIMARY KEY, canonical_url TEXT NOT NULL, "
+    "urls JSON NOT NULL, added_at VARCHAR(32) NOT NULL, citations JSON NOT NULL, "
+    "last_captured_at VARCHAR(32))",
+    "CREATE TABLE captures (id VARCHAR(64) PRIMARY KEY, "
+    "source_id VARCHAR(64) NOT NULL REFERENCES sources (id), captured_at VARCHAR(32) NOT NULL, "
+    "verdict VARCHAR(32) NOT NULL, reason TEXT, http_status INTEGER, final_url TEXT, "
+    "error TEXT, manifest_key TEXT NOT NULL, manifest_sha256 VARCHAR(64) NOT NULL, "
+    "text_sha256 VARCHAR(64), artifacts JSON NOT NULL)",
+    "INSERT INTO sources VALUES ('s1', 'https://e.org/', '[]', "
+    "'2026-01-01T00:00:00.000000Z', '[]', '2026-01-02T00:00:00.000000Z')",
+    "INSERT INTO captures VALUES ('c1', 's1', '2026-01-02T00:00:00.000000Z', 'new', NULL, "
+    "200, 'https://e.org/', NULL, 'captures/s1/c1.json', '" + "0" * 64 + "', NULL, '{}')",
+]
+
+
+def schema(url: str) -> dict:
+    """Tables -> sorted column names, index names, and the recorded revision."""
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        found = {
+            table: (
+                sorted(c["name"] for c in inspector.get_columns(table)),
+                sorted(i["name"] for i in inspector.get_indexes(table)),
+            )
+            for table in inspector.get_table_names()
+        }
+        with engine.connect() as conn:
+            found["revision"] = migrations.current(conn)
+        return found
+    finally:
+        engine.dispose()
+
+
+def run_sql(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
+def test_a_fresh_database_gets_every_revision(index_url):
+    Index(index_url).close()
+    got = schema(index_url)
+    assert got["revision"] == migrations.head() == "0003"
+    assert {"sources", "captures", "leases", "alembic_version"} <= set(got)
+    assert "unreachable_streak" in got["sources"][0]
+    assert "ix_sources_next_due_at" in got["sources"][1]
+    assert "ix_leases_expires_at" in got["leases"][1]
+    Index(index_url).close()  # opening again changes nothing
+    assert schema(index_url) == got
+
+
+def test_a_database_made_before_migrations_is_upgraded_in_place(index_url, another_fresh_url):
+    run_sql(index_url, *FIRST_RELEASE)
+    with Index(index_url) as index:
+        [row] = index.list_sources()
+        assert (row.id, row.last_captured_at, row.removed_at, row.next_due_at) == (
+            "s1",
+            "2026-01-02T00:00:00.000000Z",
+            None,
+            None,
+        )
+        assert index.get_capture("c1").rendering is None
+    # Same schema as a database migrated from empty (columns and indexes), and at head.
+    Index(another_fresh_url).close()
+    assert schema(index_url) == schema(another_fresh_url)
+
+
+def test_a_failed_upgrade_leaves_the_database_as_it_was(index_url):
+    # captures lacks a column no revision can invent: the upgrade must stop, and the
+    # columns it already added to sources must be gone again (one transaction).
+    broken = FIRST_RELEASE[1].replace("manifest_key TEXT NOT NULL, ", "")
+    broken_insert = FIRST_RELEASE[3].replace("'captures/s1/c1.json', ", "")
+    run_sql(index_url, FIRST_RELEASE[0], broken, FIRST_RELEASE[2], broken_insert)
+    before = schema(index_url)
+    with pytest.raises(StorageError, match="captures lacks column manifest_key"):
+        Index(index_url)
+    assert schema(index_url) == before
+    assert before["revision"] is None
+
+
+def test_a_database_from_a_newer_citearchive_is_refused(index_url):
+    Index(index_url).close()
+    run_sql(index_url, "UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(StorageError, match=r"revision 0099.*upgrade citearchive"):
+        Index(index_url)
+
+
+def _open(url, barrier, results):
+    barrier.wait(timeout=60)
+    try:
+        Index(url).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which prints it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_fresh_database_at_once_migrate_it_once(index_url):
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(RACERS), context.Queue()
+    procs = [context.Process(target=_open, args=(index_url, barrier, results)) for _ in "x" * 4]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert outcomes == ["ok"] * RACERS
+    assert schema(index_url)["revision"] == migrations.head()
+
+
+@pytest.fixture
+def another_fresh_url(index_url, tmp_path, request):
+    if index_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path}/another.sqlite"
+    return request.getfixturevalue("pg_server").create_database()
