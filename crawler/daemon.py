@@ -356,11 +356,12 @@ def schedule_cmd(ctx: click.Context) -> None:
     config_file = _config_file(ctx.obj["config_path"])
     config = load_config(config_file)
     if config.queue.broker:  # a fleet: each tick enqueues, the workers capture
-        from crawler.fleet.scheduling import FleetEnqueuer, single_scheduler
+        from crawler.fleet.guard import scheduler_guard
+        from crawler.fleet.scheduling import FleetEnqueuer
 
         FleetEnqueuer.check(config)
         pending_sources(config)
-        with single_scheduler(config):
+        with scheduler_guard(config):  # a second scheduler of this fleet exits 5
             enqueue = FleetEnqueuer(config)
             _serve(
                 Daemon(config.schedule, lambda: pending_sources(config), enqueue),

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import logging
 import time
-from collections.abc import Iterator
 
 from crawler.app import App
 from crawler.config import Config
@@ -15,8 +11,6 @@ from crawler.errors import CitearchiveError
 from crawler.fleet.app import check_fleet_store, make_app
 from crawler.fleet.enqueue import TRANSIENT, enqueue_sources, queue_depth
 from crawler.sources import load_citation_list, register
-
-logger = logging.getLogger(__name__)
 
 TICK_TASKS = 100  # at most this many tasks enqueued by one tick
 
@@ -60,16 +54,3 @@ class FleetEnqueuer:
         finally:
             app.close()
         return enqueue_sources(self.app, config, [s.id for s in due]).line()
-
-
-@contextlib.contextmanager
-def single_scheduler(config: Config) -> Iterator[None]:
-    """Hold the fleet's single-scheduler guard (crawler/fleet/guard.py) while scheduling."""
-    if importlib.util.find_spec("crawler.fleet.guard") is None:
-        logger.warning("no scheduler guard installed: run one scheduler for the fleet")
-        yield
-        return
-    from crawler.fleet import guard
-
-    with guard.scheduler_guard(config):
-        yield
