@@ -9,7 +9,8 @@ One run, one machine, side by side:
   (f) bytes added to the store per unchanged re-check;
   (g) first capture of media-free pages with [media] enabled and disabled: the ratio;
   (h) one page with a 3 s clip against one page without media;
-  and, with --scale sources in the index, how long `status` and the due selection take.
+  and, with --scale sources in the index, how long `status` and the due selection take,
+  on SQLite and on PostgreSQL (a server of its own, or --scale-index-url).
 Prints the figures and ratios and writes them to bench/results/<UTC time>.json.
 """
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 from benchsite import BenchSite  # noqa: E402
 from media import measure_clip, measure_overhead  # noqa: E402
 from procs import Sampled, flatness, run_sampled  # noqa: E402
-from scale import measure_scale  # noqa: E402
+from scale import measure_scale, measure_scale_postgresql  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "citearchive")
 SUMMARY = re.compile(r"captured (\d+) of (\d+) due sources(?:: (.*))?")
@@ -98,6 +99,9 @@ def main() -> int:
     parser.add_argument("--edits", type=int, default=10, help="K pages edited for (d)")
     parser.add_argument("--soak", type=int, default=1000, help="captures in the RSS run (0: skip)")
     parser.add_argument("--scale", type=int, default=100_000, help="sources for status (0: skip)")
+    parser.add_argument(
+        "--scale-index-url", default="", help="empty PostgreSQL database for --scale (default: own)"
+    )
     parser.add_argument("--media-pages", type=int, default=40, help="pages for (g)")
     parser.add_argument("--media-rounds", type=int, default=3, help="(g) and (h) rounds (0: skip)")
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
@@ -198,6 +202,9 @@ def main() -> int:
             r.update(flatness(sampled.samples, args.soak))
         if args.scale:
             r.update(measure_scale(root / "scale", args.scale, EXE))
+            r.update(
+                measure_scale_postgresql(root / "scale-pg", args.scale, EXE, args.scale_index_url)
+            )
     site.stop()
 
     for key, value in r.items():
