@@ -1,22 +1,38 @@
-"""Status and due selection with many registered sources.
+"""Status and due selection with many registered sources, on SQLite and on PostgreSQL.
 
 Fills a fresh index with N sources (each with two captures, one of every tenth source
 unreachable) straight through SQLAlchemy, then times what a user waits for: the
 `status` command (whole process, as a cron job or a person runs it, output discarded),
 `status --json`, and selecting the due sources (in process, as `run-once` does it).
+
+PostgreSQL: a server of its own, started like the tests' fixture (tests/pgserver.py), or
+the database of ``--index-url``. Run alone: ``python bench/scale.py --sources 100000
+--postgresql``; `make bench` runs both backends (bench/run.py).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
+import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crawler.app import App
-from crawler.config import load_config
-from storage import index as index_module
-from storage.ids import format_rfc3339, source_id
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from pgserver import running_pg_server  # noqa: E402
+
+from crawler.app import App  # noqa: E402
+from crawler.config import load_config  # noqa: E402
+from storage import index as index_module  # noqa: E402
+from storage.ids import format_rfc3339, source_id  # noqa: E402
 
 
 def _fill(url: str, count: int) -> None:
@@ -62,6 +78,10 @@ def _fill(url: str, count: int) -> None:
         conn.execute(index_module.sources_table.insert(), sources)
         conn.execute(index_module.captures_table.insert(), captures)
         index.refresh_all_sources(conn)
+    if index.dialect == "postgresql":
+        # What autovacuum does soon after a bulk load: the planner's statistics.
+        with index.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
     index.close()
 
 
@@ -71,28 +91,65 @@ def _timed_cli(exe: str, config: Path, *args: str) -> float:
     return time.monotonic() - start
 
 
-def measure_scale(root: Path, count: int, exe: str) -> dict:
+def measure_scale(
+    root: Path, count: int, exe: str, index_url: str = "", prefix: str = "scale"
+) -> dict:
+    """Fill an index of ``count`` sources (SQLite beside the store, or ``index_url``), time it.
+
+    Keys start with ``prefix``: scale_* for SQLite, scale_pg_* for PostgreSQL.
+    """
     root.mkdir(parents=True)
     config_path = root / "citearchive.toml"
-    config_path.write_text(f'[store]\nurl = "file://{root / "store"}"\n')
+    index = f'[index]\nurl = "{index_url}"\n' if index_url else ""
+    config_path.write_text(f'[store]\nurl = "file://{root / "store"}"\n{index}')
     config = load_config(str(config_path))
+    start = time.monotonic()
     _fill(config.index_url, count)
-    result = {"scale_sources": count}
+    result = {f"{prefix}_sources": count, f"{prefix}_fill_s": round(time.monotonic() - start, 1)}
     _timed_cli(exe, config_path, "status")  # warm the page cache once, as a second run would
-    result["scale_status_s"] = round(_timed_cli(exe, config_path, "status"), 3)
-    result["scale_status_json_s"] = round(_timed_cli(exe, config_path, "status", "--json"), 3)
+    result[f"{prefix}_status_s"] = round(_timed_cli(exe, config_path, "status"), 3)
+    result[f"{prefix}_status_json_s"] = round(_timed_cli(exe, config_path, "status", "--json"), 3)
     app = App.open(config)
     try:
         start = time.monotonic()
         due = app.due_sources(everything=False)
-        result["scale_due_select_s"] = round(time.monotonic() - start, 3)
-        result["scale_due_sources"] = len(due)
+        result[f"{prefix}_due_select_s"] = round(time.monotonic() - start, 3)
+        result[f"{prefix}_due_sources"] = len(due)
         start = time.monotonic()
         app.due_sources(everything=False, limit=config.schedule.batch_size)
-        result["scale_due_select_batch_s"] = round(time.monotonic() - start, 3)
+        result[f"{prefix}_due_select_batch_s"] = round(time.monotonic() - start, 3)
         start = time.monotonic()
         app.count_due()
-        result["scale_due_count_s"] = round(time.monotonic() - start, 3)
+        result[f"{prefix}_due_count_s"] = round(time.monotonic() - start, 3)
     finally:
         app.close()
     return result
+
+
+def measure_scale_postgresql(root: Path, count: int, exe: str, index_url: str = "") -> dict:
+    """The scale run on PostgreSQL: ``index_url`` (an empty database), or a server of its own."""
+    if index_url:
+        return measure_scale(root, count, exe, index_url, prefix="scale_pg")
+    with running_pg_server() as server:
+        return measure_scale(root, count, exe, server.create_database("bench"), "scale_pg")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=100_000)
+    backend = parser.add_mutually_exclusive_group()
+    backend.add_argument("--index-url", default="", help="an empty PostgreSQL database")
+    backend.add_argument("--postgresql", action="store_true", help="start a server of its own")
+    args = parser.parse_args()
+    exe = str(Path(sys.executable).parent / "citearchive")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.index_url or args.postgresql:
+            result = measure_scale_postgresql(Path(tmp) / "s", args.sources, exe, args.index_url)
+        else:
+            result = measure_scale(Path(tmp) / "s", args.sources, exe)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -192,17 +192,32 @@ def _capture_values(stored: StoredManifest) -> dict[str, Any]:
     }
 
 
-def _source_row(row: sa.Row) -> SourceRow:
-    return SourceRow(
-        id=row.id,
-        canonical_url=row.canonical_url,
-        urls=list(row.urls),
-        added_at=row.added_at,
-        citations=list(row.citations),
-        last_captured_at=row.last_captured_at,
-        removed_at=row.removed_at,
-        next_due_at=row.next_due_at,
-    )
+# A SourceRow's columns, JSON as its text: _source_rows decodes a whole result at once.
+_SOURCE_ROW_COLUMNS = (
+    _sources.c.id,
+    _sources.c.canonical_url,
+    sa.cast(_sources.c.urls, sa.Text),
+    _sources.c.added_at,
+    sa.cast(_sources.c.citations, sa.Text),
+    _sources.c.last_captured_at,
+    _sources.c.removed_at,
+    _sources.c.next_due_at,
+)
+
+
+def _source_rows(found: list[sa.Row]) -> list[SourceRow]:
+    """SourceRows from rows of _SOURCE_ROW_COLUMNS.
+
+    The JSON of every row is parsed in one call: a json.loads per value (what the drivers
+    do) is a third of reading 50,000 due sources.
+    """
+    if not found:
+        return []
+    decoded = json.loads("[" + ",".join(f"{row[2]},{row[4]}" for row in found) + "]")
+    return [
+        SourceRow(row[0], row[1], decoded[2 * n], row[3], decoded[2 * n + 1], *row[5:])
+        for n, row in enumerate(found)
+    ]
 
 
 def _capture_row(row: sa.Row) -> CaptureRow:
@@ -374,19 +389,19 @@ class Index:
 
     def _select_sources(self, action: str, query: sa.Select) -> list[SourceRow]:
         with self._errors(action), self._engine.connect() as conn:
-            return [_source_row(row) for row in conn.execute(query)]
+            return _source_rows(conn.execute(query).all())
 
     def get_source(self, source_id: str) -> SourceRow | None:
         """The source with this id, or None."""
         rows = self._select_sources(
-            "read a source", sa.select(_sources).where(_sources.c.id == source_id)
+            "read a source", sa.select(*_SOURCE_ROW_COLUMNS).where(_sources.c.id == source_id)
         )
         return rows[0] if rows else None
 
     def find_source(self, canonical_url: str) -> SourceRow | None:
         """The source with this canonical URL, or None."""
         query = (
-            sa.select(_sources)
+            sa.select(*_SOURCE_ROW_COLUMNS)
             .where(_sources.c.canonical_url == canonical_url)
             .order_by(_sources.c.id)
             .limit(1)
@@ -397,7 +412,7 @@ class Index:
     def list_sources(self) -> list[SourceRow]:
         """Every registered (not removed) source, ordered by added_at, then id."""
         query = (
-            sa.select(_sources)
+            sa.select(*_SOURCE_ROW_COLUMNS)
             .where(_sources.c.removed_at.is_(None))
             .order_by(_sources.c.added_at, _sources.c.id)
         )
@@ -413,7 +428,7 @@ class Index:
         """
         last = _sources.c.last_captured_at
         query = (
-            sa.select(_sources)
+            sa.select(*_SOURCE_ROW_COLUMNS)
             .where(_due(now, interval))
             .order_by(
                 sa.case((last.is_(None), 0), else_=1), last, _sources.c.added_at, _sources.c.id
@@ -558,7 +573,7 @@ class Index:
         columns += [s.latest_capture_id, s.last_captured_at, s.latest_verdict, s.latest_reason]
         columns += [s.latest_http_status, s.latest_final_url]
         if with_citations:
-            columns += [s.urls, s.citations]
+            columns += [sa.cast(s.urls, sa.Text), sa.cast(s.citations, sa.Text)]
         query = sa.select(*columns).where(s.removed_at.is_(None)).order_by(s.added_at, s.id)
         # 100,000 rows: the driver's own tuples, without SQLAlchemy's per-row work (a third
         # of `status`'s time). The query has no parameters, so its SQL text is complete.
@@ -574,21 +589,22 @@ class Index:
                 cursor.close()
         if not with_citations:
             return [StatusRow(*row) for row in found]
-        return [StatusRow(*row[:-2], _json(row[-2]), _json(row[-1])) for row in found]
+        # One json.loads for all rows (as in _source_rows), not one per value.
+        decoded = json.loads("[" + ",".join(f"{row[-2]},{row[-1]}" for row in found) + "]")
+        return [
+            StatusRow(*row[:-2], decoded[2 * n], decoded[2 * n + 1]) for n, row in enumerate(found)
+        ]
 
     def dump(self) -> dict:
         """Every row as plain data, ordered by id: for comparing two indexes."""
-        sources = self._select_sources("dump", sa.select(_sources).order_by(_sources.c.id))
+        sources = self._select_sources(
+            "dump", sa.select(*_SOURCE_ROW_COLUMNS).order_by(_sources.c.id)
+        )
         captures = self._select_captures("dump", sa.select(_captures).order_by(_captures.c.id))
         return {
             "sources": [asdict(row) for row in sources],
             "captures": [asdict(row) for row in captures],
         }
-
-
-def _json(value: Any) -> Any:
-    """A JSON column as the driver gave it: text (SQLite) or already decoded (psycopg)."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _due(now: datetime, interval: timedelta) -> sa.ColumnElement[bool]:
