@@ -35,6 +35,7 @@ from storage.runlog import RunLog
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 50  # of a task whose sources other workers hold
+UNSTORED_RETRIES = 2  # of a task whose captures could not be stored (an outage)
 PR_SET_PDEATHSIG = 1
 
 
@@ -49,6 +50,7 @@ class BatchReport:
     skipped: list[dict] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # leased by another holder: retried
     interrupted: bool = False
+    retry_unstored: bool = False  # try captures that could not be stored once more
     store_note: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -79,6 +81,7 @@ def register_tasks(app: Celery, config_file: Path | None, log_level: str = "WARN
         config = load_config(config_file)
         report = BatchReport(self.request.id, run_id, self.request.hostname or _hostname())
         report.results = list(carried or [])
+        report.retry_unstored = self.request.retries < UNSTORED_RETRIES
         holder = f"{report.worker}/{os.getpid()}/{self.request.id}"
         try:
             _capture_leased(config, config_file, log_level, source_ids, enqueued_at, holder, report)
@@ -141,13 +144,26 @@ def _capture_leased(
         else:
             report.errors += [f"{sid}: the crawl ended without capturing it" for sid in left]
         mine = report.results[before:]
-        counts: dict[str, int] = {}
-        for r in mine:
-            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-        errors = [f"{r['url']}: {r['error']}" for r in mine if r["verdict"] == "error"]
-        status = "interrupted" if report.interrupted else ("failed" if left or errors else "ok")
-        captures = [r["capture_id"] for r in mine if r.get("capture_id")]
-        runs.finish(batch_run, status, counts, errors + report.errors, captures)
+        _record_batch(runs, batch_run, report, mine, bool(left))
+        if report.retry_unstored:
+            # Not stored (the store or the index failed): leased again by the retry, which
+            # records a manifest stored without its index row, or captures it again.
+            unstored = [r for r in mine if r["verdict"] == "error" and not r.get("capture_id")]
+            report.results = [r for r in report.results if r not in unstored]
+            report.held += [r["source_id"] for r in unstored]
+
+
+def _record_batch(
+    runs: RunLog, batch_run: str, report: BatchReport, mine: list[dict], left: bool
+) -> None:
+    """The batch's run record: its worker, counts, errors and the captures it stored."""
+    counts: dict[str, int] = {}
+    for r in mine:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    errors = [f"{r['url']}: {r['error']}" for r in mine if r["verdict"] == "error"]
+    status = "interrupted" if report.interrupted else ("failed" if left or errors else "ok")
+    captures = [r["capture_id"] for r in mine if r.get("capture_id")]
+    runs.finish(batch_run, status, counts, errors + report.errors, captures)
 
 
 def _not_taken(index: Index, sid: str, enqueued_at: str, report: BatchReport) -> None:
