@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -85,10 +86,18 @@ def _fill(url: str, count: int) -> None:
     index.close()
 
 
-def _timed_cli(exe: str, config: Path, *args: str) -> float:
+def _timed_cli(exe: str, config: Path, *args: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one command.
+
+    On a loaded machine the wall time says more about the neighbours than about
+    citearchive; the CPU time is the command's own (not the database server's).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run([exe, "--config", str(config), *args], check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - start
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def measure_scale(
@@ -107,13 +116,17 @@ def measure_scale(
     _fill(config.index_url, count)
     result = {f"{prefix}_sources": count, f"{prefix}_fill_s": round(time.monotonic() - start, 1)}
     _timed_cli(exe, config_path, "status")  # warm the page cache once, as a second run would
-    result[f"{prefix}_status_s"] = round(_timed_cli(exe, config_path, "status"), 3)
-    result[f"{prefix}_status_json_s"] = round(_timed_cli(exe, config_path, "status", "--json"), 3)
+    wall, cpu = _timed_cli(exe, config_path, "status")
+    result[f"{prefix}_status_s"], result[f"{prefix}_status_cpu_s"] = round(wall, 3), round(cpu, 3)
+    wall, cpu = _timed_cli(exe, config_path, "status", "--json")
+    result[f"{prefix}_status_json_s"] = round(wall, 3)
+    result[f"{prefix}_status_json_cpu_s"] = round(cpu, 3)
     app = App.open(config)
     try:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         due = app.due_sources(everything=False)
         result[f"{prefix}_due_select_s"] = round(time.monotonic() - start, 3)
+        result[f"{prefix}_due_select_cpu_s"] = round(time.process_time() - cpu, 3)
         result[f"{prefix}_due_sources"] = len(due)
         start = time.monotonic()
         app.due_sources(everything=False, limit=config.schedule.batch_size)
