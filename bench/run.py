@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from benchsite import BenchSite  # noqa: E402
+from fleet import fleet_ok, measure_fleet  # noqa: E402
 from media import measure_clip, measure_overhead  # noqa: E402
 from procs import Sampled, flatness, run_sampled  # noqa: E402
 from scale import measure_scale, measure_scale_postgresql  # noqa: E402
@@ -104,6 +105,7 @@ def main() -> int:
     )
     parser.add_argument("--media-pages", type=int, default=40, help="pages for (g)")
     parser.add_argument("--media-rounds", type=int, default=3, help="(g) and (h) rounds (0: skip)")
+    parser.add_argument("--fleet-pages", type=int, default=24, help="fleet run pages (0: skip)")
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
@@ -202,6 +204,8 @@ def main() -> int:
             r.update(flatness(sampled.samples, args.soak))
         if args.scale:
             r.update(measure_scale(root / "scale", args.scale, EXE))
+        if args.fleet_pages:
+            r.update(measure_fleet(root / "fleet", args.fleet_pages))
             r.update(
                 measure_scale_postgresql(root / "scale-pg", args.scale, EXE, args.scale_index_url)
             )
@@ -217,6 +221,7 @@ def main() -> int:
     # clip really was preserved.
     ok = ok and r.get("g_media_entries", 0) == 0
     ok = ok and r.get("h_clip_statuses", ["preserved"]) == ["preserved"]
+    ok = ok and fleet_ok(r)
     return 0 if ok else 1
 
 
