@@ -31,6 +31,7 @@ import random
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -117,6 +118,10 @@ class FleetPolitenessMiddleware:
         url = crawler.settings.get(SETTING)
         if not url:
             raise NotConfigured(f"{SETTING} not set: per-worker politeness only")
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            # Never a reason to stop captures: the local delay still holds.
+            logger.warning("fleet politeness off: %s is not a Redis URL", SETTING)
+            raise NotConfigured(f"{SETTING} is not a Redis URL")
         middleware = cls(
             url,
             delay_s=crawler.settings.getfloat("DOWNLOAD_DELAY"),
