@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -21,264 +20,31 @@ from sqlalchemy import exc as sa_exc
 from crawler.errors import ConfigError, IntegrityError, StorageError
 from storage import migrations
 from storage.archive import Archive, StoredManifest
-from storage.ids import format_rfc3339, parse_rfc3339
+from storage.database import open_engines
+from storage.ids import format_rfc3339
+from storage.indextables import (
+    SOURCE_ROW_COLUMNS,
+    CaptureRow,
+    SourceRow,
+    StatusRow,
+    capture_row,
+    capture_values,
+    captures_table,
+    derived,
+    due_condition,
+    refresh_derived,
+    source_rows,
+    source_values,
+    sources_table,
+)
 from storage.objectstore import redact_url
 
+# Re-exported: callers import the row types and tables from here.
+__all__ = ["CaptureRow", "Index", "SourceRow", "StatusRow", "captures_table", "sources_table"]
+
+_sources, _captures = sources_table, captures_table
+
 _T = TypeVar("_T")
-
-# The tables as queries see them. The database's schema is made by the revisions in
-# storage/migrations/versions: a change here needs a new revision there.
-_metadata = sa.MetaData()
-
-_sources = sa.Table(
-    "sources",
-    _metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("canonical_url", sa.Text, nullable=False),
-    sa.Column("urls", sa.JSON, nullable=False),
-    sa.Column("added_at", sa.String(32), nullable=False),
-    sa.Column("citations", sa.JSON, nullable=False),
-    sa.Column("last_captured_at", sa.String(32), nullable=True),
-    # Set when a source is unregistered: its captures stay, it is no longer listed or due.
-    sa.Column("removed_at", sa.String(32), nullable=True),
-    # When the schedule wants the source again; NULL: last capture + the default interval.
-    sa.Column("next_due_at", sa.String(32), nullable=True),
-    # Kept from the captures (like last_captured_at) so `status` reads one table at
-    # 100,000 sources: the newest capture's summary, and how many captures in a row
-    # ended unreachable.
-    sa.Column("latest_capture_id", sa.String(64), nullable=True),
-    sa.Column("latest_verdict", sa.String(32), nullable=True),
-    sa.Column("latest_reason", sa.Text, nullable=True),
-    sa.Column("latest_http_status", sa.Integer, nullable=True),
-    sa.Column("latest_final_url", sa.Text, nullable=True),
-    sa.Column("unreachable_streak", sa.Integer, nullable=True),
-    sa.Index("ix_sources_last_captured_at", "last_captured_at"),
-    sa.Index("ix_sources_next_due_at", "next_due_at"),
-    # Hash on PostgreSQL: a btree entry cannot hold a URL of several kilobytes.
-    sa.Index("ix_sources_canonical_url", "canonical_url", postgresql_using="hash"),
-)
-
-_captures = sa.Table(
-    "captures",
-    _metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("source_id", sa.String(64), sa.ForeignKey("sources.id"), nullable=False),
-    sa.Column("captured_at", sa.String(32), nullable=False),
-    sa.Column("verdict", sa.String(32), nullable=False),
-    sa.Column("reason", sa.Text, nullable=True),
-    sa.Column("http_status", sa.Integer, nullable=True),
-    sa.Column("final_url", sa.Text, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("manifest_key", sa.Text, nullable=False),
-    sa.Column("manifest_sha256", sa.String(64), nullable=False),
-    sa.Column("text_sha256", sa.String(64), nullable=True),
-    sa.Column("artifacts", sa.JSON, nullable=False),
-    # The schedule's next time after this capture, as its manifest records it.
-    sa.Column("next_due_at", sa.String(32), nullable=True),
-    # The manifest's "rendering" facts: does the content need script, validators, when the
-    # page was last rendered in full (crawler/recheck.py decides cheap re-checks from it).
-    sa.Column("rendering", sa.JSON, nullable=True),
-    sa.Index("ix_captures_source_captured", "source_id", "captured_at"),
-)
-
-
-# For bulk tools (the bench's 100,000-source fill): the tables themselves.
-sources_table = _sources
-captures_table = _captures
-
-
-@dataclass(frozen=True)
-class SourceRow:
-    """One source as the index knows it."""
-
-    id: str
-    canonical_url: str
-    urls: list[str]
-    added_at: str
-    citations: list[dict]
-    last_captured_at: str | None
-    removed_at: str | None = None
-    next_due_at: str | None = None
-
-
-@dataclass(frozen=True)
-class CaptureRow:
-    """One capture as the index knows it; artifacts maps name -> sha256, size, media_type."""
-
-    id: str
-    source_id: str
-    captured_at: str
-    verdict: str
-    reason: str | None
-    http_status: int | None
-    final_url: str | None
-    error: str | None
-    manifest_key: str
-    manifest_sha256: str
-    text_sha256: str | None
-    artifacts: dict
-    next_due_at: str | None = None
-    rendering: dict | None = None
-
-
-class StatusRow(NamedTuple):
-    """A source's line in `status`: the source, its newest capture's summary, its streak.
-
-    A tuple, built straight from the result row: `status` reads 100,000 of them.
-    """
-
-    id: str
-    canonical_url: str
-    added_at: str
-    next_due_at: str | None
-    unreachable_streak: int | None
-    latest_id: str | None
-    captured_at: str | None
-    verdict: str | None
-    reason: str | None
-    http_status: int | None
-    final_url: str | None
-    urls: list[str] | None = None
-    citations: list[dict] | None = None
-
-
-def _normal_time(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be an RFC 3339 string, got {value!r}")
-    return format_rfc3339(parse_rfc3339(value))
-
-
-def _source_values(source: dict) -> dict[str, Any]:
-    if not isinstance(source.get("id"), str) or not isinstance(source.get("canonical_url"), str):
-        raise ValueError("a source needs string 'id' and 'canonical_url'")
-    return {
-        "id": source["id"],
-        "canonical_url": source["canonical_url"],
-        "urls": list(source.get("urls") or []),
-        "added_at": _normal_time(source.get("added_at"), "added_at"),
-        "citations": list(source.get("citations") or []),
-        "removed_at": (
-            _normal_time(source["removed_at"], "removed_at") if source.get("removed_at") else None
-        ),
-    }
-
-
-def _capture_values(stored: StoredManifest) -> dict[str, Any]:
-    manifest = stored.manifest
-    if not isinstance(manifest.get("id"), str) or not isinstance(manifest.get("source_id"), str):
-        raise ValueError(f"manifest {stored.key} needs string 'id' and 'source_id'")
-    fingerprints = manifest.get("fingerprints") or {}
-    status = manifest.get("http_status")
-    return {
-        "id": manifest["id"],
-        "source_id": manifest["source_id"],
-        "captured_at": _normal_time(manifest.get("captured_at"), "captured_at"),
-        # Lenient on the verdict: a rebuild must not stop at one odd manifest.
-        "verdict": str(manifest.get("verdict") or ""),
-        "reason": manifest.get("reason"),
-        "http_status": status if isinstance(status, int) and not isinstance(status, bool) else None,
-        "final_url": manifest.get("final_url"),
-        "error": manifest.get("error"),
-        "manifest_key": stored.key,
-        "manifest_sha256": stored.sha256,
-        "text_sha256": fingerprints.get("text_sha256") if isinstance(fingerprints, dict) else None,
-        "artifacts": dict(manifest.get("artifacts") or {}),
-        "next_due_at": (
-            _normal_time(manifest["next_due_at"], "next_due_at")
-            if manifest.get("next_due_at")
-            else None
-        ),
-        "rendering": manifest["rendering"] if isinstance(manifest.get("rendering"), dict) else None,
-    }
-
-
-# A SourceRow's columns, JSON as its text: _source_rows decodes a whole result at once.
-_SOURCE_ROW_COLUMNS = (
-    _sources.c.id,
-    _sources.c.canonical_url,
-    sa.cast(_sources.c.urls, sa.Text),
-    _sources.c.added_at,
-    sa.cast(_sources.c.citations, sa.Text),
-    _sources.c.last_captured_at,
-    _sources.c.removed_at,
-    _sources.c.next_due_at,
-)
-
-
-def _source_rows(found: list[sa.Row]) -> list[SourceRow]:
-    """SourceRows from rows of _SOURCE_ROW_COLUMNS.
-
-    The JSON of every row is parsed in one call: a json.loads per value (what the drivers
-    do) is a third of reading 50,000 due sources.
-    """
-    if not found:
-        return []
-    decoded = json.loads("[" + ",".join(f"{row[2]},{row[4]}" for row in found) + "]")
-    return [
-        SourceRow(row[0], row[1], decoded[2 * n], row[3], decoded[2 * n + 1], *row[5:])
-        for n, row in enumerate(found)
-    ]
-
-
-def _capture_row(row: sa.Row) -> CaptureRow:
-    return CaptureRow(**{column.name: row._mapping[column] for column in _captures.columns})
-
-
-# PostgreSQL: a dead or unreachable server must be an error, not a hang. libpq settings,
-# each overridable in the URL's query (?connect_timeout=3): connecting gives up after
-# 10 s; TCP keepalives notice a server gone mid-query in about 25 s; a statement (a lock
-# wait included) is cancelled after 5 minutes, longer than `reindex` of 100,000 sources
-# needs; a session idle in a transaction (a stopped worker holding row locks) is ended.
-_PG_CONNECT_ARGS = {
-    "connect_timeout": 10,
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "options": "-c statement_timeout=300000 -c idle_in_transaction_session_timeout=300000",
-}
-# SQLite: how long a writer waits for another's lock before "database is locked".
-_SQLITE_BUSY_TIMEOUT_S = 30
-
-
-def _open_engine(url: sa.URL) -> sa.Engine:
-    if url.get_backend_name() == "postgresql":
-        connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in url.query}
-        # pool_pre_ping: a connection the server dropped (a restart) is replaced, not used.
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _open_locking_engine(url: sa.URL) -> sa.Engine:
-    """A second SQLite engine whose transactions begin with BEGIN IMMEDIATE.
-
-    The driver's own transaction handling starts a transaction only at the first write
-    and never around DDL; here the driver's is off and each transaction takes the write
-    lock first, so what it reads cannot change before it writes.
-    """
-    engine = sa.create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
-
-    def connect(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        _sqlite_pragmas(dbapi_connection, record)
-
-    sa.event.listen(engine, "connect", connect)
-    sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (status, web UI) run while a crawl writes; SQLite leaves foreign
-    # keys off unless asked.
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
 
 
 class Index:
@@ -291,12 +57,7 @@ class Index:
             raise ConfigError(f"malformed index url {redact_url(url)!r}") from exc
         self.url = parsed.render_as_string(hide_password=True)
         try:
-            if parsed.get_backend_name() == "sqlite":
-                _make_sqlite_dir(parsed.database)
-            self._engine = _open_engine(parsed)
-            self._locking = (
-                _open_locking_engine(parsed) if parsed.get_backend_name() == "sqlite" else None
-            )
+            self._engine, self._locking = open_engines(parsed)
         except (sa_exc.ArgumentError, ImportError) as exc:
             raise ConfigError(f"cannot open index {self.url}: {exc}") from exc
         except OSError as exc:
@@ -371,7 +132,7 @@ class Index:
 
     def upsert_sources(self, sources: list[dict]) -> None:
         """Insert or update many sources in one transaction (an import of 10,000 links)."""
-        rows = [_source_values(source) for source in sources]
+        rows = [source_values(source) for source in sources]
 
         def work(conn: sa.Connection) -> None:
             for values in rows:
@@ -389,19 +150,19 @@ class Index:
 
     def _select_sources(self, action: str, query: sa.Select) -> list[SourceRow]:
         with self._errors(action), self._engine.connect() as conn:
-            return _source_rows(conn.execute(query).all())
+            return source_rows(conn.execute(query).all())
 
     def get_source(self, source_id: str) -> SourceRow | None:
         """The source with this id, or None."""
         rows = self._select_sources(
-            "read a source", sa.select(*_SOURCE_ROW_COLUMNS).where(_sources.c.id == source_id)
+            "read a source", sa.select(*SOURCE_ROW_COLUMNS).where(_sources.c.id == source_id)
         )
         return rows[0] if rows else None
 
     def find_source(self, canonical_url: str) -> SourceRow | None:
         """The source with this canonical URL, or None."""
         query = (
-            sa.select(*_SOURCE_ROW_COLUMNS)
+            sa.select(*SOURCE_ROW_COLUMNS)
             .where(_sources.c.canonical_url == canonical_url)
             .order_by(_sources.c.id)
             .limit(1)
@@ -412,7 +173,7 @@ class Index:
     def list_sources(self) -> list[SourceRow]:
         """Every registered (not removed) source, ordered by added_at, then id."""
         query = (
-            sa.select(*_SOURCE_ROW_COLUMNS)
+            sa.select(*SOURCE_ROW_COLUMNS)
             .where(_sources.c.removed_at.is_(None))
             .order_by(_sources.c.added_at, _sources.c.id)
         )
@@ -428,8 +189,8 @@ class Index:
         """
         last = _sources.c.last_captured_at
         query = (
-            sa.select(*_SOURCE_ROW_COLUMNS)
-            .where(_due(now, interval))
+            sa.select(*SOURCE_ROW_COLUMNS)
+            .where(due_condition(now, interval))
             .order_by(
                 sa.case((last.is_(None), 0), else_=1), last, _sources.c.added_at, _sources.c.id
             )
@@ -439,7 +200,7 @@ class Index:
 
     def count_due(self, now: datetime, interval: timedelta) -> int:
         """How many sources ``due_sources`` would return, without reading them."""
-        query = sa.select(sa.func.count()).select_from(_sources).where(_due(now, interval))
+        query = sa.select(sa.func.count()).select_from(_sources).where(due_condition(now, interval))
         with self._errors("count due sources"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -468,7 +229,7 @@ class Index:
         The source must already be in the index. A capture id recorded with a different
         manifest hash raises IntegrityError.
         """
-        values = _capture_values(stored)
+        values = capture_values(stored)
 
         def work(conn: sa.Connection) -> None:
             source = conn.execute(
@@ -489,13 +250,13 @@ class Index:
                     f"capture {values['id']} is already recorded with manifest "
                     f"{known.manifest_sha256}, not {values['manifest_sha256']}"
                 )
-            _refresh_last_captured(conn, values["source_id"])
+            refresh_derived(conn, values["source_id"])
 
         self._write(f"record capture {values['id']}", work)
 
     def _select_captures(self, action: str, query: sa.Select) -> list[CaptureRow]:
         with self._errors(action), self._engine.connect() as conn:
-            return [_capture_row(row) for row in conn.execute(query)]
+            return [capture_row(row) for row in conn.execute(query)]
 
     def captures(self, source_id: str) -> list[CaptureRow]:
         """The source's captures, oldest first."""
@@ -538,7 +299,7 @@ class Index:
             conn.execute(sa.delete(_sources))
             for source in archive.iter_sources():
                 try:
-                    conn.execute(sa.insert(_sources).values(_source_values(source)))
+                    conn.execute(sa.insert(_sources).values(source_values(source)))
                 except ValueError as exc:
                     raise IntegrityError(f"source record {source.get('id')!r}: {exc}") from exc
                 counts[0] += 1
@@ -549,7 +310,7 @@ class Index:
                             f"{stored.manifest.get('source_id')!r}"
                         )
                     try:
-                        conn.execute(sa.insert(_captures).values(_capture_values(stored)))
+                        conn.execute(sa.insert(_captures).values(capture_values(stored)))
                     except ValueError as exc:
                         raise IntegrityError(f"manifest {stored.key}: {exc}") from exc
                     counts[1] += 1
@@ -561,7 +322,7 @@ class Index:
     @staticmethod
     def refresh_all_sources(conn: sa.Connection) -> None:
         """Recompute every source's capture-derived columns in one statement."""
-        conn.execute(sa.update(_sources).values(**_derived(_sources.c.id)))
+        conn.execute(sa.update(_sources).values(**derived(_sources.c.id)))
 
     def status_rows(self, with_citations: bool = False) -> list[StatusRow]:
         """Every registered source with its newest capture: one query, whatever the count.
@@ -589,7 +350,7 @@ class Index:
                 cursor.close()
         if not with_citations:
             return [StatusRow(*row) for row in found]
-        # One json.loads for all rows (as in _source_rows), not one per value.
+        # One json.loads for all rows (as in source_rows), not one per value.
         decoded = json.loads("[" + ",".join(f"{row[-2]},{row[-1]}" for row in found) + "]")
         return [
             StatusRow(*row[:-2], decoded[2 * n], decoded[2 * n + 1]) for n, row in enumerate(found)
@@ -598,81 +359,13 @@ class Index:
     def dump(self) -> dict:
         """Every row as plain data, ordered by id: for comparing two indexes."""
         sources = self._select_sources(
-            "dump", sa.select(*_SOURCE_ROW_COLUMNS).order_by(_sources.c.id)
+            "dump", sa.select(*SOURCE_ROW_COLUMNS).order_by(_sources.c.id)
         )
         captures = self._select_captures("dump", sa.select(_captures).order_by(_captures.c.id))
         return {
             "sources": [asdict(row) for row in sources],
             "captures": [asdict(row) for row in captures],
         }
-
-
-def _due(now: datetime, interval: timedelta) -> sa.ColumnElement[bool]:
-    """Registered, and the schedule's time has come (or, without one, the interval passed)."""
-    now_text, cutoff = format_rfc3339(now), format_rfc3339(now - interval)
-    last, due = _sources.c.last_captured_at, _sources.c.next_due_at
-    return sa.and_(
-        sa.or_(due <= now_text, sa.and_(due.is_(None), sa.or_(last.is_(None), last <= cutoff))),
-        _sources.c.removed_at.is_(None),
-    )
-
-
-def _refresh_last_captured(conn: sa.Connection, source_id: str) -> None:
-    conn.execute(
-        sa.update(_sources).where(_sources.c.id == source_id).values(**_derived(_sources.c.id))
-    )
-
-
-def _derived(source: sa.ColumnElement) -> dict[str, sa.ScalarSelect]:
-    """What a source row keeps of its captures, as subqueries correlated to ``source``.
-
-    Computed over all captures, not from "the one just recorded": order of recording and
-    repeats then cannot change the result, so rebuild equals incremental updates.
-    """
-    mine = _captures.c.source_id == source
-    newest_first = (_captures.c.captured_at.desc(), _captures.c.id.desc())
-    answered = _captures.alias("answered")
-    last_answered = (
-        sa.select(sa.func.max(answered.c.captured_at))
-        .where(answered.c.source_id == source, answered.c.verdict != "unreachable")
-        .correlate(source.table)  # two levels down: not found by auto-correlation
-        .scalar_subquery()
-    )
-    return {
-        "last_captured_at": sa.select(sa.func.max(_captures.c.captured_at))
-        .where(mine)
-        .scalar_subquery(),
-        # The newest capture's schedule is the source's (a manifest carries it, so a
-        # rebuild from the store restores the schedule too).
-        "next_due_at": sa.select(_captures.c.next_due_at)
-        .where(mine)
-        .order_by(*newest_first)
-        .limit(1)
-        .scalar_subquery(),
-        **{
-            f"latest_{name}": sa.select(_captures.c[name])
-            .where(mine)
-            .order_by(*newest_first)
-            .limit(1)
-            .scalar_subquery()
-            for name in ("verdict", "reason", "http_status", "final_url")
-        },
-        "latest_capture_id": sa.select(_captures.c.id)
-        .where(mine)
-        .order_by(*newest_first)
-        .limit(1)
-        .scalar_subquery(),
-        "unreachable_streak": sa.select(sa.func.count())
-        .select_from(_captures)
-        .where(mine, _captures.c.captured_at > sa.func.coalesce(last_answered, ""))
-        .scalar_subquery(),
-    }
-
-
-def _make_sqlite_dir(database: str | None) -> None:
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _reason(exc: sa_exc.SQLAlchemyError) -> str:

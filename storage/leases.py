@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.ids import format_rfc3339, parse_rfc3339
-from storage.index import Index, sources_table
+from storage.index import Index
+from storage.indextables import sources_table
 
 _metadata = sa.MetaData()
 
