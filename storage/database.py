@@ -13,6 +13,8 @@ def open_engines(url: sa.URL) -> tuple[sa.Engine, sa.Engine | None]:
 
     Raises OSError when a SQLite file's directory cannot be made.
     """
+    if url.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2: not ours
+        url = url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() != "sqlite":
         return _open_engine(url), None
     _make_sqlite_dir(url.database)

@@ -374,7 +374,7 @@ def test_status_rows_list_pending_sources_and_skip_removed_ones(index):
 
 def test_postgresql_errors_name_the_server_but_never_the_password(pg_server):
     port = pgserver.free_port()  # nothing listens there
-    url = f"postgresql+psycopg://citearchive:hunter2secret@127.0.0.1:{port}/db"
+    url = f"postgresql://citearchive:hunter2secret@127.0.0.1:{port}/db"  # psycopg 3 implied
     with pytest.raises(StorageError) as info:
         Index(url)
     message = str(info.value)
