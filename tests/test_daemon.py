@@ -33,6 +33,14 @@ from crawler.daemon import JOB_ID, BatchReport, ChildBatch, Daemon
 # Tick logic: a frozen clock, a fake due count and a fake batch runner.
 
 T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _clock_now() -> None:
+    """T0 is "now" when each test starts: the real scheduler under test runs on the wall
+    clock, and a T0 taken at import is minutes old late in a long suite (a misfire)."""
+    global T0
+    T0 = datetime.now(UTC).replace(microsecond=0)
 OK = BatchReport(0, "captured 2 of 2 due sources: 2 new", 1.5)
 
 
