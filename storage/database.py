@@ -17,6 +17,8 @@ def open_engines(url: sa.URL) -> tuple[sa.Engine, sa.Engine | None]:
         url = url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() != "sqlite":
         return _open_engine(url), None
+    if not url.database or url.database == ":memory:":
+        return _open_engine(url), None  # private to its connection: nobody to lock out
     _make_sqlite_dir(url.database)
     return _open_engine(url), _open_locking_engine(url)
 
