@@ -35,6 +35,7 @@ leases_table = sa.Table(
     sa.Column("expires_at", sa.String(32), nullable=False),
 )
 
+_HOLDER_MAX = 200  # the column's width
 # Ids per statement: well under SQLite's and PostgreSQL's bound-parameter limits.
 _CHUNK = 500
 
@@ -55,6 +56,8 @@ class Leases:
         """
         if ttl_s <= 0:
             raise ValueError(f"a lease needs a positive TTL, got {ttl_s!r}")
+        if not 0 < len(holder) <= _HOLDER_MAX:
+            raise ValueError(f"a lease holder is 1 to {_HOLDER_MAX} characters, got {holder!r}")
         since = format_rfc3339(parse_rfc3339(not_captured_since))
         taken: list[str] = []
         for chunk in _chunks(sorted(set(source_ids))):

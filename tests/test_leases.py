@@ -97,6 +97,9 @@ def test_only_sources_still_due_are_taken(index, ids):
         leases.take(ids, "w1", 60, not_captured_since="yesterday")
     with pytest.raises(ValueError):
         leases.take(ids, "w1", 0, not_captured_since=SINCE)
+    with pytest.raises(ValueError):
+        leases.take(ids, "w" * 201, 60, not_captured_since=SINCE)
+    assert leases.live_count() == 0
 
 
 def test_an_expired_lease_is_listed_and_taken_over(index, ids):
