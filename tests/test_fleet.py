@@ -323,16 +323,21 @@ def test_two_deliveries_of_one_source_at_once_capture_it_once(
             for _ in range(2)
         ]
         assert site.arrived.wait(WAIT_S), fleet.logs()
+        # Mid-capture: status sees the source leased, and both workers alive.
+        mid = json.loads(run_cli(control, "status", "--json").out)["fleet"]
         site.release.set()
         results = [r.get(timeout=WAIT_S) for r in sent]
+        assert mid["leased"] == 1
+        assert sorted(w.split("@")[0] for w in mid["workers"]) == ["w1", "w2"]
         app.close()
         assert_exactly_once(pg_index_url, site.urls(), fleet)
         assert site.hits["/p0.html"] == 1
-        workers = [r["results"][0]["worker"] for r in results]
-        assert sorted(w is None for w in workers) == [False, True]  # one captured, one saw it
-        assert {r["results"][0]["capture_id"] for r in results} == {
-            captures_by_url(pg_index_url)[site.urls()[0]][0].id
-        }
+        [capture] = captures_by_url(pg_index_url)[site.urls()[0]]
+        # Both report the one capture (a delivery that finds it stored reports it too).
+        assert [r["results"][0]["capture_id"] for r in results] == [capture.id, capture.id]
+        runs = json.loads(run_cli(control, "runs", "--json").out)
+        [batch] = [r for r in runs if capture.id in (r["captures"] or [])]
+        assert batch["worker"].split("@")[0] in ("w1", "w2")
         no_stuck_leases(pg_index_url)
     finally:
         site.stop()
