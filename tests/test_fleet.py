@@ -364,6 +364,8 @@ def test_status_without_a_broker_loads_no_celery(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "fleet" not in proc.stdout
+    res = run_cli(config, "run-once", "--no-wait")  # nothing to enqueue for
+    assert res.code == 2 and "--no-wait" in res.err and "[queue] broker" in res.err
 
 
 def test_schedule_with_a_broker_enqueues_due_sources_as_tasks(fleet: Fleet, redis_server) -> None:
@@ -389,3 +391,38 @@ def test_schedule_with_a_broker_enqueues_due_sources_as_tasks(fleet: Fleet, redi
     assert sorted(len(t) for t in tasks) == [2, 5]
     assert {sid for t in tasks for sid in t} == ids
     assert "enqueued 7 due sources in 2 tasks" in err
+
+
+def test_sigterm_lets_the_worker_finish_its_batch(fleet: Fleet, pg_index_url: str) -> None:
+    site = Site(3, gated="/p1.html")
+    try:
+        control = fleet.config("control")
+        assert run_cli(control, "add", *site.urls()).code == 0
+        fleet.start("w1")
+        run = spawn(control, "run-once", "--all")
+        assert site.arrived.wait(WAIT_S), fleet.logs()
+        worker = fleet.procs["w1"]
+        worker.send_signal(signal.SIGTERM)  # the worker alone, as `kill PID` does
+        site.release.set()
+        assert worker.wait(WAIT_S) == 0, fleet.logs()  # warm: after its batch, not during
+        code, out, err = finish(run, fleet)
+        assert code == 0, (out, err, fleet.logs())
+        assert "captured 3 of 3 due sources: 3 new" in out
+        assert_exactly_once(pg_index_url, site.urls(), fleet)
+        no_stuck_leases(pg_index_url)
+    finally:
+        site.stop()
+
+
+def test_run_once_no_wait_only_enqueues(fleet: Fleet, redis_server) -> None:
+    control = fleet.config("control")
+    urls = [f"http://127.0.0.1:9/p{n}.html" for n in range(12)]
+    assert run_cli(control, "add", *urls).code == 0
+    res = run_cli(control, "run-once", "--no-wait")
+    assert res.code == 0, res.err
+    assert res.out.startswith("enqueued 12 due sources in 3 tasks (run ")
+    with redis_server.client() as client:
+        assert client.llen("citearchive") == 3
+    runs = json.loads(run_cli(control, "runs", "--json").out)
+    assert [(r["kind"], r["status"], r["due"]) for r in runs] == [("run-once", "enqueued", 12)]
+    assert captures_by_url(load_config(control).index_url) == {u: [] for u in urls}
