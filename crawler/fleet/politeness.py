@@ -14,7 +14,9 @@ The request then waits until its slot without blocking the reactor (asyncio slee
 claims it: a second script records the send time ``last`` and, if another worker woke
 late and sent less than a delay ago, says how much longer to wait. Reservation keeps the
 order (no stampede of pollers); the claim keeps the gap even when a worker's event loop
-was busy. The request leaves the in-flight set when its response or error comes back.
+was busy. It then goes out in a Scrapy download slot of its own: the fleet's limits replace
+Scrapy's per-host slot, whose delay would otherwise hold it again after its claim. It leaves
+the in-flight set when its response or error comes back.
 "Now" is Redis TIME: the workers' clocks never enter the arithmetic. If Redis fails or is
 slow, the request goes ahead under Scrapy's local delay (still configured), with a
 warning: politeness degrades to per-worker, captures never stop.
@@ -163,6 +165,9 @@ class FleetPolitenessMiddleware:
             self._inc("waited_ms", wait_ms)
             await asyncio.sleep(wait_ms / 1000)
             wait_ms = await self._run("claim", host, [self.delay_ms])
+            if wait_ms is None:  # sent under Scrapy's own per-host slot and delay
+                return
+        request.meta.setdefault("download_slot", f"{KEY_PREFIX}{host}#{token}")
 
     async def _run(self, script: str, host: str, args: list) -> int | None:
         """One script under a timeout; None (and the local delay for a while) if it fails."""
