@@ -11,7 +11,8 @@ handful of types and the CLI maps each to a documented exit code.
     ├── StorageError        the object store or the index failed                (exit 4)
     │   ├── BlobNotFound        a blob or manifest key is missing
     │   ├── IntegrityError      stored bytes do not match their hash / chain
-    │   └── StoreUnavailable    the store did not answer (network, timeout, 5xx): transient
+    │   ├── StoreUnavailable    the store did not answer (network, timeout, 5xx): transient
+    │   └── BrokerUnavailable   the fleet's broker or result backend did not answer
     ├── LockedError         another run holds the lock                          (exit 5)
     ├── NotFoundError       a source or capture the user named does not exist   (exit 3)
     └── CaptureError        one source could not be captured (recorded, never fatal)
@@ -66,6 +67,10 @@ class IntegrityError(StorageError):
 
 class StoreUnavailable(StorageError):
     """The store did not answer in time or answered 5xx; worth retrying later."""
+
+
+class BrokerUnavailable(StorageError):
+    """The fleet's broker (``[queue] broker``) or its result backend did not answer."""
 
 
 class LockedError(CitearchiveError):
