@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from cliutil import run_cli, write_config
+from redisserver import free_port
 
 from crawler.config import load_config
 from crawler.fleet.app import TASK_NAME, make_app
@@ -426,3 +427,16 @@ def test_run_once_no_wait_only_enqueues(fleet: Fleet, redis_server) -> None:
     runs = json.loads(run_cli(control, "runs", "--json").out)
     assert [(r["kind"], r["status"], r["due"]) for r in runs] == [("run-once", "enqueued", 12)]
     assert captures_by_url(load_config(control).index_url) == {u: [] for u in urls}
+
+
+@pytest.mark.parametrize("command", [["run-once"], ["schedule"]])
+def test_a_broker_that_does_not_answer_is_one_line_and_exit_4(
+    tmp_path: Path, command: list[str]
+) -> None:
+    broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    queue = f'\n[queue]\nbroker = "{broker}"\n'
+    config = write_config(tmp_path / "c.toml", "s3://bucket/archive", extra=queue)
+    res = run_cli(config, *command, timeout=60)
+    assert res.code == 4, res.err
+    [line] = res.err.strip().splitlines()
+    assert line.startswith(f"citearchive: error: [queue] broker {broker}: ")

@@ -21,12 +21,14 @@ from kombu.exceptions import OperationalError
 
 from crawler.app import App
 from crawler.config import Config
+from crawler.errors import BrokerUnavailable
 from crawler.fleet.app import SOCKET_TIMEOUT_S, TASK_NAME, check_fleet_store, make_app
 from crawler.notify import deliver, events_for_run
 from crawler.pipelines import CaptureResult
 from crawler.runonce import RunSummary
 from crawler.sources import load_citation_list, register
 from storage.ids import new_capture_id, utc_now_rfc3339
+from storage.objectstore import redact_url
 from storage.runlog import RunLog
 
 logger = logging.getLogger(__name__)
@@ -51,16 +53,33 @@ class Enqueued:
         return f"enqueued {self.sources} due sources in {len(self.tasks)} tasks (run {self.run_id})"
 
 
-def send(app: Celery, config: Config, enqueued: Enqueued, task_id: str | None = None) -> None:
-    """Send one task again (``task_id``) or every task of ``enqueued``."""
-    ids = [task_id] if task_id is not None else list(enqueued.tasks)
-    for tid in ids:
-        app.send_task(
-            TASK_NAME,
-            args=(enqueued.tasks[tid], enqueued.run_id, enqueued.enqueued_at),
-            task_id=tid,
-            queue=config.queue.queue_name,
-        )
+def send(
+    app: Celery, config: Config, enqueued: Enqueued, task_ids: list[str] | None = None
+) -> None:
+    """Send the tasks ``task_ids`` (again), or every task of ``enqueued``."""
+    try:
+        for tid in task_ids if task_ids is not None else list(enqueued.tasks):
+            app.send_task(
+                TASK_NAME,
+                args=(enqueued.tasks[tid], enqueued.run_id, enqueued.enqueued_at),
+                task_id=tid,
+                queue=config.queue.queue_name,
+            )
+    # RuntimeError: Celery's result consumer gave up reconnecting (the app must be rebuilt).
+    except (*TRANSIENT, RuntimeError) as exc:
+        raise BrokerUnavailable(f"[queue] broker {redact_url(config.queue.broker)}: {exc}") from exc
+
+
+def check_broker(config: Config) -> None:
+    """BrokerUnavailable now if a Redis broker does not answer (nothing enqueued yet)."""
+    url = config.queue.broker
+    if not url.startswith(("redis://", "rediss://")):
+        return
+    try:
+        with _client(url) as client:
+            client.ping()
+    except TRANSIENT as exc:
+        raise BrokerUnavailable(f"[queue] broker {redact_url(url)}: {exc}") from exc
 
 
 def enqueue_sources(
@@ -108,37 +127,48 @@ def wait(app: Celery, config: Config, enqueued: Enqueued) -> tuple[list[dict], l
     pending = dict(enqueued.tasks)
     summaries: list[dict] = []
     errors: list[str] = []
-    while pending:
-        for tid in list(pending):
-            try:
-                result = AsyncResult(tid, app=app)
-                state = result.state
-                value = result.result if state in ("SUCCESS", "FAILURE") else None
-            except TRANSIENT as exc:
-                logger.warning("waiting for tasks: %s", exc)
-                break
-            if state == "SUCCESS":
-                summaries.append(value)
-                del pending[tid]
-            elif state == "FAILURE":
-                errors.append(f"task {tid}: {type(value).__name__}: {value}")
-                del pending[tid]
-        now = _server_id(client)
-        if pending and now is not None and server is not None and now != server:
-            logger.warning("Redis restarted: sending %d unfinished task(s) again", len(pending))
-            try:
-                for tid in pending:
-                    send(app, config, enqueued, tid)
-                server = now
-            except TRANSIENT as exc:
-                logger.warning("cannot send again yet: %s", exc)
-        elif server is None:
-            server = now
-        if pending:
-            time.sleep(POLL_SECONDS)  # the result backend is polled: no event to wait on
-    if client is not None:
-        client.close()
+    rebuilt: Celery | None = None
+    try:
+        while pending:
+            _collect(rebuilt or app, pending, summaries, errors)
+            now = _server_id(client)
+            if pending and None not in (now, server) and now != server:
+                logger.warning("Redis restarted: sending %d unfinished task(s) again", len(pending))
+                try:
+                    send(rebuilt or app, config, enqueued, list(pending))
+                    server = now
+                except BrokerUnavailable as exc:
+                    logger.warning("cannot send again yet: %s", exc)
+                    if rebuilt is not None:
+                        rebuilt.close()
+                    rebuilt = make_app(config)  # a fresh result consumer for the next try
+            server = server or now
+            if pending:
+                time.sleep(POLL_SECONDS)  # the result backend is polled: no event to wait on
+    finally:
+        if client is not None:
+            client.close()
+        if rebuilt is not None:
+            rebuilt.close()
     return summaries, errors
+
+
+def _collect(app: Celery, pending: dict, summaries: list[dict], errors: list[str]) -> None:
+    """Move the finished tasks out of ``pending``: summaries, or errors of failed ones."""
+    for tid in list(pending):
+        try:
+            result = AsyncResult(tid, app=app)
+            state = result.state
+            value = result.result if state in ("SUCCESS", "FAILURE") else None
+        except TRANSIENT as exc:
+            logger.warning("waiting for tasks: %s", exc)
+            return
+        if state == "SUCCESS":
+            summaries.append(value)
+            del pending[tid]
+        elif state == "FAILURE":
+            errors.append(f"task {tid}: {type(value).__name__}: {value}")
+            del pending[tid]
 
 
 def run_once(
@@ -146,6 +176,7 @@ def run_once(
 ) -> RunSummary | Enqueued:
     """``run-once`` with a broker: register, enqueue what is due, wait, summarise."""
     check_fleet_store(config)
+    check_broker(config)
     citations = [c for path in config.citation_lists for c in load_citation_list(path)]
     app = App.open(config)
     celery = make_app(config)

@@ -9,7 +9,7 @@ from crawler.config import Config
 from crawler.daemon import BatchReport
 from crawler.errors import CitearchiveError
 from crawler.fleet.app import check_fleet_store, make_app
-from crawler.fleet.enqueue import TRANSIENT, enqueue_sources, queue_depth
+from crawler.fleet.enqueue import TRANSIENT, check_broker, enqueue_sources, queue_depth
 from crawler.sources import load_citation_list, register
 
 TICK_TASKS = 100  # at most this many tasks enqueued by one tick
@@ -30,7 +30,7 @@ class FleetEnqueuer:
     def check(config: Config) -> None:
         """UsageError now for a config a fleet cannot use."""
         check_fleet_store(config)
-        make_app(config).close()
+        check_broker(config)
 
     def __call__(self) -> BatchReport:
         started = time.monotonic()
