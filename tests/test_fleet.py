@@ -29,6 +29,7 @@ from crawler.config import load_config
 from crawler.fleet.app import TASK_NAME, make_app
 from storage.index import Index
 from storage.leases import Leases
+from storage.runlog import RunLog
 
 pytestmark = pytest.mark.browser
 
@@ -440,3 +441,30 @@ def test_a_broker_that_does_not_answer_is_one_line_and_exit_4(
     assert res.code == 4, res.err
     [line] = res.err.strip().splitlines()
     assert line.startswith(f"citearchive: error: [queue] broker {broker}: ")
+
+
+def test_run_log_of_an_older_index_gains_the_worker_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/index.sqlite"
+    with Index(url) as index, index.engine.begin() as conn:
+        conn.exec_driver_sql(  # the runs table as releases before fleet mode made it
+            "CREATE TABLE runs (id VARCHAR(32) PRIMARY KEY, kind VARCHAR(32) NOT NULL, "
+            "started_at VARCHAR(32) NOT NULL, ended_at VARCHAR(32), status VARCHAR(16) NOT NULL, "
+            "due INTEGER NOT NULL, counts JSON NOT NULL, errors JSON NOT NULL)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO runs VALUES ('old', 'run-once', '2026-01-01T00:00:00.000000Z', "
+            "'2026-01-01T00:01:00.000000Z', 'ok', 1, '{\"new\": 1}', '[]')"
+        )
+    with Index(url) as index:
+        runs = RunLog(index)
+        batch = runs.start("batch", 2, worker="w1@host")
+        runs.finish(batch, "ok", {"new": 2}, [], ["c1", "c2"])
+        running = runs.start("batch", 1, worker="w2@host")  # a worker elsewhere is on it
+        local = runs.start("run-once", 1)  # killed: no lock holder runs it now
+        assert runs.close_abandoned() == 1
+        status = {r.id: r.status for r in runs.recent()}
+        old = next(r for r in runs.recent() if r.id == "old")
+        new = next(r for r in runs.recent() if r.id == batch)
+    assert (status[running], status[local]) == ("running", "killed")
+    assert (old.worker, old.captures, old.counts) == (None, None, {"new": 1})
+    assert (new.worker, new.captures, new.status) == ("w1@host", ["c1", "c2"], "ok")
