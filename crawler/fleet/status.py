@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crawler.app import App
+from crawler.config import Config
 from crawler.errors import CitearchiveError
 from crawler.fleet.app import make_app
 from crawler.fleet.enqueue import TRANSIENT, queue_depth
@@ -21,17 +22,24 @@ def fleet_info(app: App) -> dict:
         info["queue_depth"] = queue_depth(config)
     except TRANSIENT as exc:
         errors.append(f"broker: {exc}")
-    celery = make_app(config)
-    try:
-        replies = celery.control.ping(timeout=PING_SECONDS) or []
-        info["workers"] = sorted(name for reply in replies for name in reply)
-    except TRANSIENT as exc:
-        errors.append(f"workers: {exc}")
-    finally:
-        celery.close()
+    if not errors:  # a broker that does not answer: no ping (its retries take seconds)
+        info["workers"] = _alive(config, errors)
     try:
         info["leased"] = Leases(app.index).live_count()
     except CitearchiveError as exc:
         errors.append(f"leases: {exc}")
     info["errors"] = errors
     return info
+
+
+def _alive(config: Config, errors: list[str]) -> list[str]:
+    """The workers that answer a ping within PING_SECONDS."""
+    celery = make_app(config)
+    try:
+        replies = celery.control.ping(timeout=PING_SECONDS) or []
+        return sorted(name for reply in replies for name in reply)
+    except TRANSIENT as exc:
+        errors.append(f"workers: {exc}")
+        return []
+    finally:
+        celery.close()
