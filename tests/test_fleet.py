@@ -262,7 +262,7 @@ def test_three_workers_capture_each_page_once_with_single_process_verdicts(
 def test_kill_9_mid_batch_loses_nothing_and_doubles_nothing(
     fleet: Fleet, pg_index_url: str
 ) -> None:
-    site = Site(15, gated="/p3.html")
+    site = Site(10, gated="/p3.html")
     try:
         control = fleet.config("control")
         assert run_cli(control, "add", *site.urls()).code == 0
@@ -274,9 +274,9 @@ def test_kill_9_mid_batch_loses_nothing_and_doubles_nothing(
         site.release.set()
         code, out, err = finish(run, fleet)
         assert code == 0, (out, err, fleet.logs())
-        assert "captured 15 of 15 due sources" in out
+        assert "captured 10 of 10 due sources" in out
         assert_exactly_once(pg_index_url, site.urls(), fleet)
-        assert "15 sources, 15 manifests" in assert_store_whole(control)
+        assert "10 sources, 10 manifests" in assert_store_whole(control)
         no_stuck_leases(pg_index_url)
         runs = json.loads(run_cli(control, "runs", "--json").out)
         assert any(r["worker"].startswith("w1@") and r["status"] == "running" for r in runs)
@@ -287,7 +287,7 @@ def test_kill_9_mid_batch_loses_nothing_and_doubles_nothing(
 def test_redis_and_postgresql_restarted_mid_run(
     fleet: Fleet, pg_index_url: str, redis_server, pg_server
 ) -> None:
-    site = Site(15, gated="/p2.html")
+    site = Site(11, gated="/p2.html")  # tasks of 5, 5, 1
     try:
         control = fleet.config("control")
         assert run_cli(control, "add", *site.urls()).code == 0
@@ -300,7 +300,7 @@ def test_redis_and_postgresql_restarted_mid_run(
         site.release.set()
         code, out, err = finish(run, fleet)
         assert code == 0, (out, err, fleet.logs())
-        assert "captured 15 of 15 due sources" in out
+        assert "captured 11 of 11 due sources" in out
         assert "Redis restarted: sending" in err  # the queued task was lost, and sent again
         assert_exactly_once(pg_index_url, site.urls(), fleet)
         no_stuck_leases(pg_index_url)
