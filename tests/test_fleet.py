@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import redis
 from cliutil import run_cli, write_config
 from redisserver import free_port
 
@@ -377,10 +378,11 @@ def test_schedule_with_a_broker_enqueues_due_sources_as_tasks(fleet: Fleet, redi
     ids = {s["id"] for s in json.loads(run_cli(control, "status", "--json").out)["sources"]}
     daemon = spawn(control, "schedule")
     try:
-        with redis_server.client() as client:
+        # A blocking pop outlasts the fixture client's 5 s socket timeout: a client of its own.
+        with redis.Redis.from_url(redis_server.url, socket_timeout=WAIT_S) as client:
             tasks = []
             for _ in range(2):  # batches of 5: two tasks
-                popped = client.blpop(["citearchive"], timeout=60)
+                popped = client.blpop(["citearchive"], timeout=WAIT_S)
                 assert popped is not None, daemon.stderr
                 message = json.loads(popped[1])
                 assert message["headers"]["task"] == TASK_NAME
