@@ -68,8 +68,15 @@ def context_options(config: Config) -> dict:
     }
 
 
-def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -> dict:
+def crawl_settings(
+    config: Config, proxy_url: str, log_level: str = "WARNING", fleet_redis: str | None = None
+) -> dict:
+    """Scrapy's settings for one batch; ``fleet_redis`` turns on fleet-wide politeness."""
     timeout_ms = int(config.crawl.page_timeout * 1000)
+    middlewares = {"crawler.middlewares.EgressProxyMiddleware": 740}
+    if fleet_redis:
+        # Before the egress proxy's: a request waits for its host's fleet-wide slot first.
+        middlewares["crawler.fleet.politeness.FleetPolitenessMiddleware"] = 730
     return {
         "BOT_NAME": "citearchive",
         "SPIDER_MODULES": ["spiders"],
@@ -102,8 +109,9 @@ def crawl_settings(config: Config, proxy_url: str, log_level: str = "WARNING") -
         "LOG_LEVEL": log_level,
         "ITEM_PIPELINES": {"crawler.pipelines.ArchivePipeline": 300},
         # Before HttpProxyMiddleware (750), which then tunnels through the proxy.
-        "DOWNLOADER_MIDDLEWARES": {"crawler.middlewares.EgressProxyMiddleware": 740},
+        "DOWNLOADER_MIDDLEWARES": middlewares,
         "CITEARCHIVE_EGRESS_PROXY": proxy_url,
+        "CITEARCHIVE_FLEET_REDIS": fleet_redis,
         # Read by crawler.pipelines.ArchivePipeline.from_crawler.
         "CITEARCHIVE_CONFIG": config,
     }
@@ -148,6 +156,7 @@ def run_batch(
     on_result: Callable[[CaptureResult], None] | None = None,
     log_level: str = "WARNING",
     stop: threading.Event | None = None,
+    fleet_redis: str | None = None,
 ) -> BatchOutcome:
     """Capture ``targets``; SIGTERM/SIGINT end it after the captures in flight are stored.
 
@@ -183,7 +192,7 @@ def run_batch(
         ) as proxy,
         media_stage(config, policy) as media,
     ):
-        process = CrawlerProcess(crawl_settings(config, proxy.url, log_level))
+        process = CrawlerProcess(crawl_settings(config, proxy.url, log_level, fleet_redis))
         crawler = process.create_crawler(CaptureSpider)
         crawler.signals.connect(collect, signal=signals.item_scraped)
 

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from crawler.egress_proxy import EgressProxy
 from crawler.errors import CaptureError, DestinationRefused
+from crawler.fleet.politeness import WAIT_KEY as FLEET_WAIT_KEY
 from crawler.items import CaptureItem
 from crawler.media.collect import MediaCollector
 from crawler.media.find import find_media
@@ -198,6 +199,9 @@ class CaptureSpider(scrapy.Spider):
         # only costs round trips for each subresource and turns Chromium's cache off.
         # (The init callback runs after the route is set: scrapy-playwright PR #205.)
         await page.unroute("**")
+        fleet_wait = request.meta.pop(FLEET_WAIT_KEY, None)
+        if fleet_wait is not None:
+            await fleet_wait()  # the host's fleet-wide slot, claimed as the page navigates
         # download_timeout (page + settle timeouts + a margin) bounds the page's whole life.
         deadline = request.meta.get("download_timeout")
         request.meta["recorder"] = TrafficRecorder(page, egress=self.egress, deadline=deadline)

@@ -9,12 +9,14 @@ they share only the network. Short leases (10 s) and small batches keep the suit
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ class Site:
     def __init__(self, pages: int, gated: str | None = None) -> None:
         self.paths = [f"/p{n}.html" for n in range(pages)]
         self.hits: Counter[str] = Counter()
+        self.arrivals: list[float] = []  # monotonic time of each request: the site's own log
+        self.order: list[str] = []
         self.gated = gated
         self.arrived = threading.Event()  # the gated page was asked for
         self.release = threading.Event()
@@ -51,6 +55,8 @@ class Site:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
+                site.arrivals.append(time.monotonic())
+                site.order.append(path)
                 site.hits[path] += 1
                 if path == site.gated:
                     site.arrived.set()
@@ -342,6 +348,37 @@ def test_two_deliveries_of_one_source_at_once_capture_it_once(
         [batch] = [r for r in runs if capture.id in (r["captures"] or [])]
         assert batch["worker"].split("@")[0] in ("w1", "w2")
         no_stuck_leases(pg_index_url)
+    finally:
+        site.stop()
+
+
+def test_workers_hold_one_per_host_delay_together(fleet: Fleet, pg_index_url: str) -> None:
+    """Two workers crawl one host at once; the host's own log shows the fleet's delay
+    between any two requests (each worker alone would only space its own)."""
+    delay = 0.6
+    site = Site(8)
+    fleet.config_text = fleet.config_text.replace("batch_size = 5", "batch_size = 4").replace(
+        "per_host_delay = 0\nper_host_concurrency = 8",
+        f"per_host_delay = {delay}\nper_host_concurrency = 1",
+    )
+    try:
+        fleet.start("w1")
+        fleet.start("w2")
+        control = fleet.config("control")
+        assert run_cli(control, "add", *site.urls()).code == 0
+        code, out, err = finish(spawn(control, "run-once", "--all"), fleet)
+        assert code == 0, (out, err, fleet.logs())
+        assert_exactly_once(pg_index_url, site.urls(), fleet)
+        runs = json.loads(run_cli(control, "runs", "--json").out)
+        assert len({r["worker"] for r in runs if r["kind"] == "batch"}) == 2  # both crawled
+        # Page navigations: the requests politeness governs (Chromium's favicon fetch and
+        # the soft-404 probe are not Scrapy requests).
+        pages = [t for t, p in zip(site.arrivals, site.order, strict=True) if p in site.paths]
+        gaps = [b - a for a, b in itertools.pairwise(pages)]
+        assert len(pages) == 8
+        # 0.1 s for what happens between the claim and the request reaching the site (the
+        # browser starting its navigation), not for our code.
+        assert min(gaps) >= delay - 0.1, sorted(gaps)
     finally:
         site.stop()
 

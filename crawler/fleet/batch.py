@@ -18,6 +18,7 @@ from dataclasses import asdict
 from crawler.app import App
 from crawler.config import load_config
 from crawler.errors import CitearchiveError
+from crawler.fleet.app import redis_url
 from crawler.pipelines import CaptureResult
 from crawler.reconcile import record_unindexed
 from crawler.runonce import _stop_on_signals
@@ -58,7 +59,12 @@ def capture(request: dict) -> dict:
                 _emit({"result": asdict(result)})
 
             outcome = run_batch(
-                config, targets, on_result=stored, log_level=request["log_level"], stop=stop
+                config,
+                targets,
+                on_result=stored,
+                log_level=request["log_level"],
+                stop=stop,
+                fleet_redis=redis_url(config),  # per-host politeness for the whole fleet
             )
             note = end_run(app.archive)
     finally:

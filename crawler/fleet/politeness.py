@@ -28,6 +28,7 @@ cap are Scrapy's DOWNLOAD_DELAY and CONCURRENT_REQUESTS_PER_DOMAIN (from [polite
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import secrets
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 SETTING = "CITEARCHIVE_FLEET_REDIS"
 KEY_PREFIX = "citearchive:polite:"
 META_KEY = "citearchive_fleet_place"  # (host, token) of a request holding an in-flight place
+# A browser request's wait for its slot, awaited by the spider just before navigation.
+WAIT_KEY = "citearchive_fleet_wait"
 CALL_TIMEOUT_S = 2.0  # one Redis round trip; slower than this and we go local
 RETRY_REDIS_AFTER_S = 30.0  # after a failure, the local delay alone for this long
 FULL_POLL_S = 0.2  # how often a request waits for a free place when the host is full
@@ -61,8 +64,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('GET', KEYS[2]) or '-1e15')
 """
-# ARGV: delay, concurrency, hold, token. Returns the wait until the slot; 0: claimed
-# already (sent now), -1: the host has no free place.
+# ARGV: delay, concurrency, hold, token, defer. Returns the wait until the slot; 0: claimed
+# already (sent now) unless defer is 1 (the send is claimed later), -1: no free place.
 RESERVE = (
     _NOW
     + """
@@ -77,7 +80,7 @@ local wait = slot - now
 redis.call('SET', KEYS[1], slot + delay, 'PX', wait + delay + 60000)
 redis.call('ZADD', KEYS[3], slot + hold, ARGV[4])
 redis.call('PEXPIRE', KEYS[3], wait + hold + 60000)
-if wait == 0 then
+if wait == 0 and ARGV[5] ~= '1' then
   redis.call('SET', KEYS[2], now, 'PX', delay + 60000)
 end
 return wait
@@ -154,20 +157,33 @@ class FleetPolitenessMiddleware:
         if not host or time.monotonic() < self._local_until:
             return
         token = secrets.token_hex(8)
-        args = [self.delay_ms, self.concurrency, self.hold_ms, token]
+        # A browser navigates only once its page is made, hundreds of ms later and not
+        # equally so for each page: its send is claimed then (the spider awaits WAIT_KEY
+        # in the page init callback), so the host sees the delay between navigations.
+        defer = bool(request.meta.get("playwright"))
+        args = [self.delay_ms, self.concurrency, self.hold_ms, token, int(defer)]
         while (wait_ms := await self._run("reserve", host, args)) == -1:
             await asyncio.sleep(FULL_POLL_S * (0.5 + random.random()))  # no free place yet
         if wait_ms is None:  # Redis failed: the local delay applies alone
             return
         request.meta[META_KEY] = (host, token)
         self._inc("slots")
-        while wait_ms:
-            self._inc("waited_ms", wait_ms)
-            await asyncio.sleep(wait_ms / 1000)
-            wait_ms = await self._run("claim", host, [self.delay_ms])
-            if wait_ms is None:  # sent under Scrapy's own per-host slot and delay
-                return
+        if defer:
+            request.meta[WAIT_KEY] = functools.partial(self._claim, host, wait_ms)
+        else:
+            await self._claim(host, wait_ms, claimed=True)
         request.meta.setdefault("download_slot", f"{KEY_PREFIX}{host}#{token}")
+
+    async def _claim(self, host: str, wait_ms: int, *, claimed: bool = False) -> None:
+        """Wait for the slot, then record the send (``claimed``: reserve recorded it)."""
+        while wait_ms or not claimed:
+            if wait_ms:
+                self._inc("waited_ms", wait_ms)
+                await asyncio.sleep(wait_ms / 1000)
+            found = await self._run("claim", host, [self.delay_ms])
+            if found is None:  # Redis failed: sent under Scrapy's own per-host delay
+                return
+            wait_ms, claimed = found, True
 
     async def _run(self, script: str, host: str, args: list) -> int | None:
         """One script under a timeout; None (and the local delay for a while) if it fails."""

@@ -27,7 +27,7 @@ from celery import Celery, Task
 
 from crawler.config import Config, load_config
 from crawler.errors import StorageError
-from crawler.fleet.app import TASK_NAME, redis_url
+from crawler.fleet.app import TASK_NAME
 from storage.index import Index
 from storage.leases import Leases
 from storage.runlog import RunLog
@@ -240,17 +240,11 @@ def _run_child(
         "enqueued_at": enqueued_at,
         "log_level": log_level,
     }
-    env = dict(os.environ)
-    config = load_config(config_file)
-    fleet_redis = redis_url(config)
-    if fleet_redis:  # read by the fleet-wide politeness middleware
-        env["CITEARCHIVE_FLEET_REDIS"] = fleet_redis
     proc = subprocess.Popen(
         [sys.executable, "-m", "crawler.fleet.batch"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
         preexec_fn=_die_with_parent,  # only a prctl call: safe in a threaded parent
     )
     assert proc.stdin is not None and proc.stdout is not None
