@@ -62,7 +62,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 # Figures and ratios of one run, printed and written to bench/results/ (bench/README.md).
-bench: install $(BENCH_STAMP)
+bench: install services $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
