@@ -68,12 +68,16 @@ class Outbox:
 
     def __init__(self, index: Index) -> None:
         self.engine = index.engine
-        try:
-            _metadata.create_all(self.engine)
-        except sa_exc.SQLAlchemyError as exc:
-            raise StorageError(
-                f"outbox: cannot create its table: {exc.__class__.__name__}"
-            ) from exc
+        # Two processes on a fresh database may both CREATE: the loser looks again.
+        for attempt in range(3):
+            try:
+                _metadata.create_all(self.engine)
+                return
+            except sa_exc.SQLAlchemyError as exc:
+                if attempt == 2:
+                    raise StorageError(
+                        f"outbox: cannot create its table: {exc.__class__.__name__}"
+                    ) from exc
 
     def _run(self, statement: sa.Executable) -> sa.CursorResult:
         try:

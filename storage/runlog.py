@@ -49,11 +49,16 @@ class RunLog:
 
     def __init__(self, index: Index) -> None:
         self.engine = index.engine
-        try:
-            _metadata.create_all(self.engine)
-            _add_fleet_columns(self.engine)
-        except sa_exc.SQLAlchemyError as exc:
-            raise StorageError(f"run log: cannot create its table: {exc}") from exc
+        # Workers starting on a fresh database create the table at the same moment: the
+        # loser's CREATE fails, and a second look finds the winner's table.
+        for attempt in range(3):
+            try:
+                _metadata.create_all(self.engine)
+                _add_fleet_columns(self.engine)
+                return
+            except sa_exc.SQLAlchemyError as exc:
+                if attempt == 2:
+                    raise StorageError(f"run log: cannot create its table: {exc}") from exc
 
     def _run(self, statement: sa.Executable) -> sa.CursorResult:
         try:

@@ -13,10 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from crawler.errors import StorageError
 from storage.archive import StoredManifest
 from storage.ids import format_rfc3339, source_id
 from storage.index import Index
 from storage.leases import Leases, leases_table
+from storage.outbox import Outbox
+from storage.runlog import RunLog
 
 SINCE = "2026-11-27T00:00:00Z"
 RACERS = 4
@@ -208,3 +211,22 @@ def test_duplicated_tasks_capture_each_source_once(index, index_url, many):
     for sid in many:
         assert len(index.captures(sid)) == 1
     assert Leases(index).live_count() == 0
+
+
+def _race_tables(url, ids, holder, barrier, results):
+    """A worker's first task on a fresh database: the run log and the outbox made at once."""
+    with Index(url) as index:
+        barrier.wait(timeout=60)
+        try:
+            RunLog(index).start("batch", 1, worker=holder)
+            Outbox(index)
+            results.put((holder, ["ok"]))
+        except StorageError as exc:
+            results.put((holder, [str(exc)]))
+
+
+def test_workers_starting_at_once_all_get_the_run_log_and_outbox(index_url: str) -> None:
+    got = race(_race_tables, index_url, [])
+    assert got == {f"racer{n}": ["ok"] for n in range(RACERS)}
+    with Index(index_url) as index:
+        assert len(RunLog(index).recent()) == RACERS
