@@ -41,6 +41,8 @@ def _clock_now() -> None:
     clock, and a T0 taken at import is minutes old late in a long suite (a misfire)."""
     global T0
     T0 = datetime.now(UTC).replace(microsecond=0)
+
+
 OK = BatchReport(0, "captured 2 of 2 due sources: 2 new", 1.5)
 
 
