@@ -209,8 +209,8 @@ def one_round(root: Path, pg, redis, site: SlowSite, count: int, pages: int, bat
 
 
 def measure_fleet(
-    root: Path, pages: int = 24, counts: tuple[int, ...] = (1, 2, 4), page_wait: float = 2.0,
-    batch: int = 6,
+    root: Path, pages: int = 48, counts: tuple[int, ...] = (1, 2, 4), page_wait: float = 2.0,
+    batch: int = 12,
 ) -> dict:  # fmt: skip
     """The fleet figures, keys prefixed ``fleet_`` for bench/run.py's result file."""
     r: dict = {"fleet_pages": pages, "fleet_page_wait_s": page_wait, "fleet_batch_size": batch}
@@ -238,11 +238,11 @@ def fleet_ok(r: dict) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=24)
+    parser.add_argument("--pages", type=int, default=48)
     parser.add_argument("--page-wait", type=float, default=2.0)
     # 24 pages in 4 tasks: 4 workers get one each; a task's crawl process and Chromium
     # start-up are shared by 6 pages.
-    parser.add_argument("--batch-size", type=int, default=6, help="sources per task")
+    parser.add_argument("--batch-size", type=int, default=12, help="sources per task")
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
     args = parser.parse_args()
     counts = tuple(int(n) for n in args.workers.split(","))

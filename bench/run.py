@@ -105,7 +105,7 @@ def main() -> int:
     )
     parser.add_argument("--media-pages", type=int, default=40, help="pages for (g)")
     parser.add_argument("--media-rounds", type=int, default=3, help="(g) and (h) rounds (0: skip)")
-    parser.add_argument("--fleet-pages", type=int, default=24, help="fleet run pages (0: skip)")
+    parser.add_argument("--fleet-pages", type=int, default=48, help="fleet run pages (0: skip)")
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
