@@ -44,6 +44,14 @@ _sources = sa.Table(
     sa.Column("unreachable_streak", sa.Integer, nullable=True),
     sa.Index("ix_sources_last_captured_at", "last_captured_at"),
     sa.Index("ix_sources_next_due_at", "next_due_at"),
+    # `status`'s order (revision 0004): read in order, not sorted, at 100,000 sources.
+    sa.Index(
+        "ix_sources_listed",
+        "added_at",
+        "id",
+        postgresql_where=sa.text("removed_at IS NULL"),
+        sqlite_where=sa.text("removed_at IS NULL"),
+    ),
     # Hash on PostgreSQL: a btree entry cannot hold a URL of several kilobytes.
     sa.Index("ix_sources_canonical_url", "canonical_url", postgresql_using="hash"),
 )
