@@ -45,7 +45,10 @@ def _open_engine(url: sa.URL) -> sa.Engine:
         connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in url.query}
         # pool_pre_ping: a connection the server dropped (a restart) is replaced, not used.
         return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-    engine = sa.create_engine(url)
+    # Every SQLite connection waits as long for a lock: a process reading the schema
+    # version while another migrates a fresh database (under BEGIN IMMEDIATE) must wait
+    # for it, not fail after pysqlite's default 5 s.
+    engine = sa.create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
