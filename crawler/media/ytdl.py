@@ -193,8 +193,9 @@ class MediaFetcher:
     def _progress(self, status: dict) -> None:
         done = status.get("downloaded_bytes") or 0
         if done > self.limits.max_bytes:
-            self._skip = f"over the {self.limits.max_bytes / MB:g} MB cap"
-            raise MediaError(self._skip, status="skipped")
+            error = self._over_cap()
+            self._skip = error.reason
+            raise error
         if time.monotonic() > self.deadline:
             raise MediaError(f"timed out after {self.limits.timeout_s:g} s")
 
@@ -213,9 +214,7 @@ class MediaFetcher:
         files = [f for f in files if f.is_file()]
         if not files:
             if self.log.over_size_cap:
-                raise MediaError(
-                    f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped"
-                )
+                raise self._over_cap()
             raise MediaError(self.log.last_error or "yt-dlp produced no file")
         return files[0], info or {}
 
@@ -229,44 +228,36 @@ class MediaFetcher:
             return MediaError(self._skip, status="skipped")
         return MediaError(self.log.last_error or str(exc).splitlines()[0])
 
+    def _open(self, url: str, headers: dict[str, str] | None = None) -> Any:
+        """The response to a GET through yt-dlp's HTTP stack (a 304's too); errors mapped."""
+        try:
+            return self.ydl.urlopen(Request(url, headers=headers or {}))
+        except HTTPError as exc:
+            if exc.status == 304 and exc.response is not None:
+                return exc.response
+            raise http_error(exc) from exc
+        except RequestError as exc:
+            raise MediaError(str(exc.msg or exc).splitlines()[0][:300]) from exc
+
+    def _over_cap(self) -> MediaError:
+        return MediaError(f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped")
+
     def check(self, url: str, headers: dict[str, str]) -> tuple[int, dict]:
         """The status and headers of a conditional GET; the body is not read."""
-        try:
-            response = self.ydl.urlopen(Request(url, headers=headers))
-        except HTTPError as exc:
-            if exc.status == 304:
-                return 304, dict(exc.response.headers.items())
-            raise http_error(exc) from exc
-        except RequestError as exc:
-            raise MediaError(str(exc.msg or exc).splitlines()[0][:300]) from exc
-        with response:
+        with self._open(url, headers) as response:
             return response.status, dict(response.headers.items())
 
-    def fetch(self, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, Path]:
-        """A plain GET through yt-dlp's HTTP stack (an image, a PDF, a playlist, a
-        conditional check); the body, up to the cap, is spooled to a file."""
-        request = Request(url, headers=headers or {})
-        try:
-            response = self.ydl.urlopen(request)
-        except HTTPError as exc:
-            if exc.status == 304:
-                return 304, dict(exc.response.headers.items()), Path("/dev/null")
-            raise http_error(exc) from exc
-        except RequestError as exc:
-            raise MediaError(str(exc.msg or exc).splitlines()[0][:300]) from exc
-        with response:
-            size = int(response.headers.get("Content-Length") or 0)
-            if size > self.limits.max_bytes:
-                raise MediaError(
-                    f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped"
-                )
+    def fetch(self, url: str) -> tuple[int, dict, Path]:
+        """A plain GET (an image, a PDF, a playlist); the body, up to the cap, is spooled
+        to a file."""
+        with self._open(url) as response:
+            if int(response.headers.get("Content-Length") or 0) > self.limits.max_bytes:
+                raise self._over_cap()
             read = 0
             while chunk := response.read(1024 * 1024):
                 read += len(chunk)
                 if read > self.limits.max_bytes:
-                    raise MediaError(
-                        f"over the {self.limits.max_bytes / MB:g} MB cap", status="skipped"
-                    )
+                    raise self._over_cap()
                 if time.monotonic() > self.deadline:
                     raise MediaError(f"timed out after {self.limits.timeout_s:g} s")
             response.read()  # EOF: the exchange is recorded
