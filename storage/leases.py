@@ -122,9 +122,18 @@ def _take(conn: sa.Connection, ids: list[str], holder: str, ttl_s: float, since:
         .with_for_update()
     ).scalars()
     due_ids = list(due)
+    now = _now(conn)
+    # A dead holder's lease on a source it captured before dying is never taken over (the
+    # source is no longer due); the redelivered task ends it here so it does not linger.
+    conn.execute(
+        sa.delete(leases_table).where(
+            leases_table.c.source_id.in_(ids),
+            leases_table.c.source_id.not_in(due_ids),
+            leases_table.c.expires_at <= format_rfc3339(now),
+        )
+    )
     if not due_ids:
         return []
-    now = _now(conn)
     rows = [
         {
             "source_id": sid,

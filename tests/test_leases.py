@@ -123,6 +123,22 @@ def test_an_expired_lease_is_listed_and_taken_over(index, ids):
     assert leases.expired() == [ids[1]]
 
 
+def test_a_redelivered_task_ends_the_dead_holders_leases_on_what_it_captured(index, ids):
+    leases = Leases(index)
+    assert leases.take(ids[:4], "dead", 60, not_captured_since=SINCE) == ids[:4]
+    index.record_capture(captured(ids[0], "2026-11-27T10:00:00Z", "before-death"))
+    for sid in ids[:4]:
+        expire(index, sid)
+    # The same task again: the captured source is not due, the other three are taken over.
+    assert leases.take(ids[:4], "alive", 60, not_captured_since=SINCE) == ids[1:4]
+    assert leases.expired() == []
+    assert leases.live_count() == 3
+    # Only expired leases on sources no longer due end: a live one stays with its holder.
+    index.record_capture(captured(ids[1], "2026-11-27T10:00:00Z", "alive-done"))
+    assert leases.take(ids[:4], "third", 60, not_captured_since=SINCE) == []
+    assert leases.live_count() == 3
+
+
 def test_renew_moves_only_the_holders_expiry(index, ids):
     leases = Leases(index)
     leases.take(ids[:2], "w1", 60, not_captured_since=SINCE)
