@@ -175,8 +175,12 @@ def runs(ctx: click.Context, as_json: bool, limit: int) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Each source with its latest verdict."""
     app = App.for_command(ctx)
+    dead_after = app.config.verdicts.dead_after
     try:
-        rows = app.index.status_rows(with_citations=as_json)
+        if as_json:
+            records = status_records(app.index.status_rows(with_citations=True), dead_after)
+        else:
+            table = status_table(app.index.status_lines(), dead_after)
         fleet = None
         if app.config.queue.broker:  # Celery and Redis only for a fleet: status stays fast
             from crawler.fleet.status import fleet_info
@@ -184,13 +188,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
             fleet = fleet_info(app)
     finally:
         app.close()
-    dead_after = app.config.verdicts.dead_after
     if as_json:
-        records = status_records(rows, dead_after)
         out = records if fleet is None else {"fleet": fleet, "sources": records}
         click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(status_table(rows, dead_after))
+        click.echo(table)
         if fleet is not None:
             click.echo(fleet_line(fleet))
 

@@ -140,6 +140,11 @@ class StatusRow(NamedTuple):
     citations: list[dict] | None = None
 
 
+# A source's line in plain `status`, as the driver's own tuple (100,000 of them: no object
+# per row): canonical_url, next_due_at, unreachable_streak, last captured_at, verdict, reason.
+StatusLine = tuple[str, str | None, int | None, str | None, str | None, str | None]
+
+
 def normal_time(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{field} must be an RFC 3339 string, got {value!r}")

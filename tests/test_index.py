@@ -369,6 +369,34 @@ def test_status_rows_list_pending_sources_and_skip_removed_ones(index):
     assert (row.canonical_url, row.latest_id, row.verdict) == ("https://a.example/", None, None)
 
 
+def test_status_lines_are_status_rows_columns_in_the_same_order(index):
+    """More rows than one streamed chunk; equal added_at times ordered by id."""
+    records = [
+        source_record(f"https://s{n}.example/", f"2026-11-0{1 + n % 3}T00:00:00Z")
+        for n in range(2345)
+    ]
+    index.upsert_sources(records)
+    for n, record in enumerate(records[:40]):
+        verdict = ("new", "changed", "unreachable", "gone")[n % 4]
+        manifest = {
+            "id": f"{n:016x}",
+            "source_id": record["id"],
+            "captured_at": f"2026-11-2{n % 10}T00:00:00Z",
+            "verdict": verdict,
+            "reason": f"reason {n}" if n % 3 else "",
+            "artifacts": {},
+        }
+        index.record_capture(StoredManifest(f"captures/{n}.json", "0" * 64, manifest))
+    rows = index.status_rows()
+    assert [(r.added_at, r.id) for r in rows] == sorted((r.added_at, r.id) for r in rows)
+    expected = [
+        (r.canonical_url, r.next_due_at, r.unreachable_streak, r.captured_at, r.verdict, r.reason)
+        for r in rows
+    ]
+    assert list(index.status_lines()) == expected
+    assert len(expected) == 2345 and sum(1 for e in expected if e[4]) == 40
+
+
 # PostgreSQL: what the server's absence, silence, slowness and restart do to an Index.
 
 
@@ -401,6 +429,8 @@ def test_a_postgresql_statement_stuck_on_a_lock_times_out(pg_server, pg_index_ur
         hog.execute("LOCK TABLE sources IN ACCESS EXCLUSIVE MODE")  # held until rollback
         with pytest.raises(StorageError, match="statement timeout"):
             index.list_sources()
+        with pytest.raises(StorageError, match=r"cannot read the status.*statement timeout"):
+            list(index.status_lines())
         hog.rollback()
         assert index.list_sources() == []  # the next call works
 
