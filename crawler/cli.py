@@ -26,7 +26,13 @@ from crawler.app import App, parse_time
 from crawler.config import Config, load_config
 from crawler.errors import CitearchiveError
 from crawler.fileout import write_atomically
-from crawler.reports import capture_record, fleet_line, status_records, status_table
+from crawler.reports import (
+    capture_record,
+    fleet_line,
+    json_array,
+    status_records,
+    status_table,
+)
 from crawler.sources import Citation, register
 from crawler.urls import with_scheme
 from storage.runlog import RunLog
@@ -189,8 +195,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     finally:
         app.close()
     if as_json:
-        out = records if fleet is None else {"fleet": fleet, "sources": records}
-        click.echo(json.dumps(out, indent=2))
+        listing = json_array(records)
+        click.echo(
+            listing
+            if fleet is None
+            else f'{{\n"fleet": {json.dumps(fleet)},\n"sources": {listing}\n}}'
+        )
     else:
         click.echo(table)
         if fleet is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from storage.index import CaptureRow, StatusLine, StatusRow
@@ -86,6 +87,14 @@ def status_records(rows: list[StatusRow], dead_after: int = 3) -> list[dict]:
         }
         for r in rows
     ]
+
+
+def json_array(records: Iterable[dict]) -> str:
+    """A JSON array with one compact object per line: still readable, and encoded by
+    json's C encoder (``indent`` selects its pure-Python one: 2.3 s of `status --json`
+    at 100,000 sources)."""
+    body = ",\n".join(f"  {json.dumps(record)}" for record in records)
+    return f"[\n{body}\n]" if body else "[]"
 
 
 def status_table(rows: Iterable[StatusLine], dead_after: int = 3) -> str:

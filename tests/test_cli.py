@@ -50,6 +50,32 @@ def test_bad_config_exits_2_with_one_line(tmp_path, text, needle):
     assert list(tmp_path.iterdir()) == [config]
 
 
+def test_status_lists_sources_as_lines_and_as_json_one_object_per_line(tmp_path):
+    config = write_config(tmp_path / "c.toml", f"file://{tmp_path / 'store'}")
+    empty = run_cli(config, "status")
+    assert (empty.code, empty.out.strip()) == (
+        0,
+        "no sources registered (use `citearchive add URL` or `import`)",
+    )
+    assert json.loads(run_cli(config, "status", "--json").out) == []
+    urls = ["https://b.example/story", "https://a.example/ünï"]
+    for url in urls:  # added one after the other: status lists them in that order
+        assert run_cli(config, "add", url).code == 0
+    lines = run_cli(config, "status").out.splitlines()
+    assert [line.split() for line in lines] == [
+        ["pending", "-", "never", "captured", "https://b.example/story"],
+        ["pending", "-", "never", "captured", "https://a.example/ünï"],
+    ]
+    res = run_cli(config, "status", "--json")
+    records = json.loads(res.out)
+    assert [(r["url"], r["state"], r["latest"]) for r in records] == [
+        ("https://b.example/story", "pending", None),
+        ("https://a.example/ünï", "pending", None),
+    ]
+    # A line per source: `grep` and `wc -l` work on the machine-readable form too.
+    assert [json.loads(line.rstrip(",")) for line in res.out.splitlines()[1:-1]] == records
+
+
 def test_unknown_source_exits_3(tmp_path):
     config = write_config(tmp_path / "c.toml", f"file://{tmp_path / 'store'}")
     res = run_cli(config, "history", "https://never.example/")
