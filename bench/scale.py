@@ -2,8 +2,9 @@
 
 Fills a fresh index with N sources (each with two captures, one of every tenth source
 unreachable) straight through SQLAlchemy, then times what a user waits for: the
-`status` command (whole process, as a cron job or a person runs it, output discarded),
-`status --json`, and selecting the due sources (in process, as `run-once` does it).
+`status` command (whole process, as a cron job or a person runs it, output discarded;
+the median of 5 runs), `status --json` (likewise), and selecting the due sources (in
+process, as `run-once` does it).
 
 PostgreSQL: a server of its own, started like the tests' fixture (tests/pgserver.py), or
 the database of ``--index-url``. Run alone: ``python bench/scale.py --sources 100000
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,6 +102,13 @@ def _timed_cli(exe: str, config: Path, *args: str) -> tuple[float, float]:
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
+def _median_cli(exe: str, config: Path, *args: str, runs: int = 5) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``runs`` runs: one run on this shared machine varies
+    by a third from one minute to the next."""
+    walls, cpus = zip(*(_timed_cli(exe, config, *args) for _ in range(runs)), strict=True)
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def measure_scale(
     root: Path, count: int, exe: str, index_url: str = "", prefix: str = "scale"
 ) -> dict:
@@ -116,9 +125,9 @@ def measure_scale(
     _fill(config.index_url, count)
     result = {f"{prefix}_sources": count, f"{prefix}_fill_s": round(time.monotonic() - start, 1)}
     _timed_cli(exe, config_path, "status")  # warm the page cache once, as a second run would
-    wall, cpu = _timed_cli(exe, config_path, "status")
+    wall, cpu = _median_cli(exe, config_path, "status")
     result[f"{prefix}_status_s"], result[f"{prefix}_status_cpu_s"] = round(wall, 3), round(cpu, 3)
-    wall, cpu = _timed_cli(exe, config_path, "status", "--json")
+    wall, cpu = _median_cli(exe, config_path, "status", "--json")
     result[f"{prefix}_status_json_s"] = round(wall, 3)
     result[f"{prefix}_status_json_cpu_s"] = round(cpu, 3)
     app = App.open(config)

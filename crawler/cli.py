@@ -13,6 +13,7 @@ Exit codes (a cron wrapper can act on them; see README):
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -184,7 +185,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     dead_after = app.config.verdicts.dead_after
     try:
         if as_json:
-            records = status_records(app.index.status_rows(with_citations=True), dead_after)
+            # 100,000 sources are 1.5 million new dicts, lists and strings, none of them
+            # garbage: the cyclic collector would only scan them again and again (half the
+            # time of this read). It runs again once the records exist.
+            gc.disable()
+            try:
+                records = status_records(app.index.status_rows(with_citations=True), dead_after)
+            finally:
+                gc.enable()
         else:
             table = status_table(app.index.status_lines(), dead_after)
         fleet = None
