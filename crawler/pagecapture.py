@@ -16,6 +16,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from crawler.headerfields import media_type
 from crawler.items import CaptureItem
 from crawler.recorder import TrafficRecorder
 from storage.warc import Resource, build_warc
@@ -105,11 +106,6 @@ async def fetch_served_bytes(page: Page, url: str, timeout: float) -> bytes | No
         return None
 
 
-def _media_type(headers: list[tuple[str, str]]) -> str:
-    value = next((v for k, v in headers if k.lower() == "content-type"), "")
-    return value.split(";")[0].strip().lower()
-
-
 async def fill_from_page(
     item: CaptureItem,
     page: Page,
@@ -150,7 +146,7 @@ async def fill_from_page(
     item.final_url = main_ex.url
     item.headers = list(main_ex.response_headers)
     item.redirect_chain = [h.__dict__ for h in recorder.redirect_chain()]
-    item.media_type = _media_type(item.headers)
+    item.media_type = media_type(item.headers)
     item.raw = main_ex.body if main_ex.body is not None else download_body
     if item.media_type in VIEWER_TYPES and download_body is None:
         item.raw = await fetch_served_bytes(page, main_ex.url, options.settle_timeout + 30)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from crawler.evidence import HTML_TYPES, judged_content
+from crawler.headerfields import validators
 from crawler.items import CaptureItem
 from crawler.normalise import fingerprint, normalise
 from storage.ids import parse_rfc3339
@@ -97,10 +98,6 @@ def bases(
     return found
 
 
-def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name), None)
-
-
 def text_fingerprint(url: str, media_type: str, body: bytes) -> str | None:
     """The judged text's fingerprint of a response body taken as the page itself."""
     twin = CaptureItem(source_id="", url=url, captured_at="", final_url=url)
@@ -130,10 +127,6 @@ def recheck_facts(earlier: dict, item: CaptureItem) -> dict:
     if item.raw is not None:
         facts["raw_sha256"] = hashlib.sha256(item.raw).hexdigest()
     return facts
-
-
-def validators(headers: Sequence[tuple[str, str]]) -> dict[str, str | None]:
-    return {"etag": _header(headers, "etag"), "last_modified": _header(headers, "last-modified")}
 
 
 def cheap_outcome(

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from apscheduler.triggers.cron import CronTrigger
 
 from crawler.config import ScheduleConfig, ScheduleRule
+from crawler.headerfields import field
 from storage.index import SourceRow
 
 UTC_NAME = "UTC"
@@ -114,7 +115,7 @@ def next_due(
 
 def retry_after(headers: list[tuple[str, str]], now: datetime, cap: timedelta) -> datetime | None:
     """When a 429/503 answer's ``Retry-After`` (seconds or HTTP date) allows the next try."""
-    value = next((v for k, v in headers if k.lower() == "retry-after"), None)
+    value = field(headers, "retry-after")
     if value is None:
         return None
     value = value.strip()

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from crawler import headerfields
 from crawler.errors import MediaError
 from crawler.media import probe
 from crawler.media.model import KEPT, MediaRef, MediaResult, stable_url
@@ -37,10 +38,6 @@ class MediaSettings:
     limits: FetchLimits
     volatile: list[str]
     max_items: int
-
-
-def _header(headers: dict, name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
 def _playlist_digest(text: bytes, volatile: list[str]) -> str:
@@ -123,7 +120,7 @@ class MediaCollector:
         if (
             status == 200
             and validators.get("etag")
-            and _header(headers, "etag") == validators["etag"]
+            and headerfields.field(headers.items(), "etag") == validators["etag"]
         ):
             return "same ETag"
         return None
@@ -157,16 +154,13 @@ class MediaCollector:
         status, headers, body = fetcher.fetch(ref.url)
         if status != 200:
             raise MediaError(f"HTTP {status}")
-        media_type = (_header(headers, "content-type") or "").split(";")[0].strip().lower()
+        media_type = headerfields.media_type(headers.items())
         data = body.read_bytes()
         entry = result.entry
         entry.update(status="preserved", reason=None, media_type=media_type or None)
         if ref.kind == "image":
             entry["frames"] = probe.image_hash(data)
-        entry["validators"] = {
-            "etag": _header(headers, "etag"),
-            "last_modified": _header(headers, "last-modified"),
-        }
+        entry["validators"] = headerfields.validators(headers.items())
         result.file = body  # the spooled body: also the WARC record's payload
 
     def _validators(self, fetcher: MediaFetcher, ref: MediaRef) -> dict:
@@ -176,12 +170,8 @@ class MediaCollector:
         for ex in fetcher.ydl.exchanges:
             if stable_url(ex.url, self.settings.volatile) != target:
                 continue
-            headers = dict(ex.response_headers)
             if ref.found_by in ("hls", "dash"):
                 digest = _playlist_digest(ex.body_path.read_bytes(), self.settings.volatile)
                 return {"manifest_sha256": digest}
-            return {
-                "etag": _header(headers, "etag"),
-                "last_modified": _header(headers, "last-modified"),
-            }
+            return headerfields.validators(ex.response_headers)
         return {}

@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 from lxml.html import HtmlElement
 
+from crawler import headerfields
 from crawler.media.model import MediaRef, stable_url
 from crawler.profiles.base import Profile
 from crawler.profiles.dom import drop_noise, parse
@@ -49,11 +50,6 @@ def _usable(url: str | None) -> bool:
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and not _AD_URL.search(url)
-
-
-def _media_type(headers: Iterable[tuple[str, str]]) -> str:
-    value = next((v for k, v in headers if k.lower() == "content-type"), "")
-    return value.split(";")[0].strip().lower()
 
 
 def manifest_kind(url: str, media_type: str = "") -> str | None:
@@ -161,7 +157,7 @@ def _stream_manifests(traffic: list, players_without_file: int) -> list[MediaRef
     manifests = []
     bodies = b"\n".join(ex.body or b"" for ex in traffic if manifest_kind(ex.url) is not None)
     for ex in traffic:
-        kind = manifest_kind(ex.url, _media_type(ex.response_headers))
+        kind = manifest_kind(ex.url, headerfields.media_type(ex.response_headers))
         if kind is None or not _usable(ex.url):
             continue
         tail = urlsplit(ex.url).path.rsplit("/", 1)[-1].encode()
