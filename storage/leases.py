@@ -33,6 +33,7 @@ leases_table = sa.Table(
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("taken_at", sa.String(32), nullable=False),
     sa.Column("expires_at", sa.String(32), nullable=False),
+    sa.Index("ix_leases_expires_at", "expires_at"),
 )
 
 _HOLDER_MAX = 200  # the column's width

@@ -24,8 +24,9 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30
 RETRY_EVERY = timedelta(hours=2)
 MAX_ERROR_CHARS = 500
 
+# The table as queries see it; storage/migrations/versions makes it (0005).
 _metadata = sa.MetaData()
-_outbox = sa.Table(
+outbox_table = sa.Table(
     "outbox",
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -64,20 +65,10 @@ def _now(at: datetime | None) -> str:
 
 
 class Outbox:
-    """Pending and delivered notifications in the index's database (created on first use)."""
+    """Pending and delivered notifications in the index's database (its table: 0005)."""
 
     def __init__(self, index: Index) -> None:
         self.engine = index.engine
-        # Two processes on a fresh database may both CREATE: the loser looks again.
-        for attempt in range(3):
-            try:
-                _metadata.create_all(self.engine)
-                return
-            except sa_exc.SQLAlchemyError as exc:
-                if attempt == 2:
-                    raise StorageError(
-                        f"outbox: cannot create its table: {exc.__class__.__name__}"
-                    ) from exc
 
     def _run(self, statement: sa.Executable) -> sa.CursorResult:
         try:
@@ -105,45 +96,47 @@ class Outbox:
             for channel in channels
         ]
         if rows:
-            self._run(sa.insert(_outbox).values(rows))
+            self._run(sa.insert(outbox_table).values(rows))
         return len(rows)
 
     def pending(self, now: datetime | None = None) -> list[OutboxRow]:
         """Undelivered rows due at ``now``, oldest first."""
         query = (
-            sa.select(_outbox)
-            .where(_outbox.c.delivered_at.is_(None), _outbox.c.next_attempt_at <= _now(now))
-            .order_by(_outbox.c.created_at, _outbox.c.id)
+            sa.select(outbox_table)
+            .where(
+                outbox_table.c.delivered_at.is_(None), outbox_table.c.next_attempt_at <= _now(now)
+            )
+            .order_by(outbox_table.c.created_at, outbox_table.c.id)
         )
         return [OutboxRow(**row._mapping) for row in self._run(query)]
 
     def undelivered(self, channels: Iterable[str] | None = None) -> int:
         """How many rows (of these channels, or all) are not delivered yet, due or not."""
-        query = sa.select(sa.func.count()).where(_outbox.c.delivered_at.is_(None))
+        query = sa.select(sa.func.count()).where(outbox_table.c.delivered_at.is_(None))
         if channels is not None:
-            query = query.where(_outbox.c.channel.in_(list(channels)))
+            query = query.where(outbox_table.c.channel.in_(list(channels)))
         return int(self._run(query).scalar_one())
 
     def all(self) -> list[OutboxRow]:
         """Every row, oldest first (for inspection and tests)."""
-        query = sa.select(_outbox).order_by(_outbox.c.created_at, _outbox.c.id)
+        query = sa.select(outbox_table).order_by(outbox_table.c.created_at, outbox_table.c.id)
         return [OutboxRow(**row._mapping) for row in self._run(query)]
 
     def delivered(self, row_id: int, now: datetime | None = None) -> None:
         """Mark a row sent; its last_error stays, as the history of a late delivery."""
         self._run(
-            sa.update(_outbox)
-            .where(_outbox.c.id == row_id)
-            .values(delivered_at=_now(now), attempts=_outbox.c.attempts + 1)
+            sa.update(outbox_table)
+            .where(outbox_table.c.id == row_id)
+            .values(delivered_at=_now(now), attempts=outbox_table.c.attempts + 1)
         )
 
     def failed(self, row_id: int, error: str, retry_at: datetime) -> None:
         """Record a failed attempt; ``error`` must already be redacted."""
         self._run(
-            sa.update(_outbox)
-            .where(_outbox.c.id == row_id)
+            sa.update(outbox_table)
+            .where(outbox_table.c.id == row_id)
             .values(
-                attempts=_outbox.c.attempts + 1,
+                attempts=outbox_table.c.attempts + 1,
                 last_error=error[:MAX_ERROR_CHARS],
                 next_attempt_at=format_rfc3339(retry_at),
             )

@@ -11,8 +11,9 @@ from crawler.errors import StorageError
 from storage.ids import new_capture_id, utc_now_rfc3339
 from storage.index import Index
 
+# The table as queries see it; storage/migrations/versions makes it (0005).
 _metadata = sa.MetaData()
-_runs = sa.Table(
+runs_table = sa.Table(
     "runs",
     _metadata,
     sa.Column("id", sa.String(32), primary_key=True),
@@ -45,20 +46,10 @@ class RunRecord:
 
 
 class RunLog:
-    """Runs recorded in the index's database (one table, created on first use)."""
+    """Runs recorded in the index's database (its table: migration 0005)."""
 
     def __init__(self, index: Index) -> None:
         self.engine = index.engine
-        # Workers starting on a fresh database create the table at the same moment: the
-        # loser's CREATE fails, and a second look finds the winner's table.
-        for attempt in range(3):
-            try:
-                _metadata.create_all(self.engine)
-                _add_fleet_columns(self.engine)
-                return
-            except sa_exc.SQLAlchemyError as exc:
-                if attempt == 2:
-                    raise StorageError(f"run log: cannot create its table: {exc}") from exc
 
     def _run(self, statement: sa.Executable) -> sa.CursorResult:
         try:
@@ -70,7 +61,7 @@ class RunLog:
     def start(self, kind: str, due: int, worker: str | None = None) -> str:
         run_id = new_capture_id()
         self._run(
-            sa.insert(_runs).values(
+            sa.insert(runs_table).values(
                 id=run_id,
                 kind=kind,
                 started_at=utc_now_rfc3339(),
@@ -92,9 +83,9 @@ class RunLog:
         could finish its run.
         """
         result = self._run(
-            sa.update(_runs)
+            sa.update(runs_table)
             # A fleet's runs are not under this machine's lock: a worker may still run them.
-            .where(_runs.c.status == "running", _runs.c.worker.is_(None))
+            .where(runs_table.c.status == "running", runs_table.c.worker.is_(None))
             .values(
                 status="killed",
                 errors=["the run ended without finishing: its process was killed or stopped"],
@@ -112,8 +103,8 @@ class RunLog:
     ) -> None:
         """End a run; ``captures``: the ids of the captures it stored (fleet batches)."""
         self._run(
-            sa.update(_runs)
-            .where(_runs.c.id == run_id)
+            sa.update(runs_table)
+            .where(runs_table.c.id == run_id)
             .values(
                 ended_at=utc_now_rfc3339(),
                 status=status,
@@ -125,19 +116,13 @@ class RunLog:
 
     def recent(self, limit: int = 50) -> list[RunRecord]:
         """The latest runs, newest first."""
-        query = sa.select(_runs).order_by(_runs.c.started_at.desc(), _runs.c.id).limit(limit)
+        query = (
+            sa.select(runs_table)
+            .order_by(runs_table.c.started_at.desc(), runs_table.c.id)
+            .limit(limit)
+        )
         try:
             with self.engine.connect() as conn:
                 return [RunRecord(**row._mapping) for row in conn.execute(query)]
         except sa_exc.SQLAlchemyError as exc:
             raise StorageError(f"run log: {exc.__class__.__name__}") from exc
-
-
-def _add_fleet_columns(engine: sa.Engine) -> None:
-    """Add the fleet columns to a runs table made before them (both are nullable)."""
-    present = {c["name"] for c in sa.inspect(engine).get_columns("runs")}
-    with engine.begin() as conn:
-        for column in (_runs.c.worker, _runs.c.captures):
-            if column.name not in present:
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column.name} {kind}"))

@@ -215,8 +215,6 @@ def test_two_workers_in_their_own_namespaces_share_a_run(
     for name in ("w1", "w2", "control"):
         (tmp_path / name).mkdir()
         configs.append(write_config(tmp_path / name / "citearchive.toml", store, extra=extra))
-    with Index(index_url) as index:
-        RunLog(index)  # the runs table made now: workers creating it at once collide
     workers = zip(namespaces.names, configs[:2], ["w1", "w2"], strict=True)
     procs = [start_worker(ns, config, name) for ns, config, name in workers]
     try:

@@ -10,7 +10,10 @@ import sqlalchemy as sa
 
 from crawler.errors import StorageError
 from storage import migrations
-from storage.index import Index
+from storage.index import Index, sources_table
+from storage.leases import leases_table
+from storage.outbox import Outbox, outbox_table
+from storage.runlog import RunLog, runs_table
 
 RACERS = 4
 
@@ -29,6 +32,55 @@ FIRST_RELEASE = [
     "INSERT INTO captures VALUES ('c1', 's1', '2026-01-02T00:00:00.000000Z', 'new', NULL, "
     "200, 'https://e.org/', NULL, 'captures/s1/c1.json', '" + "0" * 64 + "', NULL, '{}')",
 ]
+
+
+def own_tables(url: str) -> None:
+    """The run log and the outbox as they made their own tables (create_all) before
+    revision 0005, each with a row: the run log still without its fleet columns."""
+    old = sa.MetaData()
+    runs = sa.Table(
+        "runs",
+        old,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("started_at", sa.String(32), nullable=False),
+        sa.Column("ended_at", sa.String(32), nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("due", sa.Integer, nullable=False),
+        sa.Column("counts", sa.JSON, nullable=False),
+        sa.Column("errors", sa.JSON, nullable=False),
+        sa.Index("ix_runs_started_at", "started_at"),
+    )
+    outbox = sa.Table(
+        "outbox",
+        old,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("channel", sa.String(64), nullable=False),
+        sa.Column("event", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.String(32), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", sa.String(32), nullable=False),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("delivered_at", sa.String(32), nullable=True),
+        sa.Index("ix_outbox_due", "delivered_at", "next_attempt_at"),
+    )
+    engine = sa.create_engine(url)
+    old.create_all(engine)
+    at = "2026-01-02T00:01:00.000000Z"
+    with engine.begin() as conn:
+        conn.execute(
+            runs.insert().values(
+                id="r1", kind="run-once", started_at=at, ended_at=at, status="ok", due=1,
+                counts={}, errors=[],
+            )
+        )  # fmt: skip
+        conn.execute(
+            outbox.insert().values(
+                channel="mail", event={"verdict": "gone"}, created_at=at, attempts=0,
+                next_attempt_at=at,
+            )
+        )  # fmt: skip
+    engine.dispose()
 
 
 def schema(url: str) -> dict:
@@ -62,16 +114,19 @@ def test_a_fresh_database_gets_every_revision(index_url):
     Index(index_url).close()
     got = schema(index_url)
     assert got["revision"] == migrations.HEAD == migrations.alembic_head()
-    assert {"sources", "captures", "leases", "alembic_version"} <= set(got)
+    assert {"sources", "captures", "leases", "runs", "outbox", "alembic_version"} <= set(got)
     assert "unreachable_streak" in got["sources"][0]
     assert "ix_sources_next_due_at" in got["sources"][1]
     assert "ix_leases_expires_at" in got["leases"][1]
+    assert {"worker", "captures"} <= set(got["runs"][0])
+    assert got["outbox"][1] == ["ix_outbox_due"]
     Index(index_url).close()  # opening again changes nothing
     assert schema(index_url) == got
 
 
 def test_a_database_made_before_migrations_is_upgraded_in_place(index_url, another_fresh_url):
     run_sql(index_url, *FIRST_RELEASE)
+    own_tables(index_url)
     with Index(index_url) as index:
         [row] = index.list_sources()
         assert (row.id, row.last_captured_at, row.removed_at, row.next_due_at) == (
@@ -81,6 +136,14 @@ def test_a_database_made_before_migrations_is_upgraded_in_place(index_url, anoth
             None,
         )
         assert index.get_capture("c1").rendering is None
+        [run] = RunLog(index).recent()
+        assert (run.id, run.status, run.worker, run.captures) == ("r1", "ok", None, None)
+        outbox = Outbox(index)
+        outbox.add([{"verdict": "changed"}], ["mail"])  # the old table's ids go on
+        assert [(r.id, r.event) for r in outbox.all()] == [
+            (1, {"verdict": "gone"}),
+            (2, {"verdict": "changed"}),
+        ]
     # Same schema as a database migrated from empty (columns and indexes), and at head.
     Index(another_fresh_url).close()
     assert schema(index_url) == schema(another_fresh_url)
@@ -133,3 +196,32 @@ def another_fresh_url(index_url, tmp_path, request):
     if index_url.startswith("sqlite"):
         return f"sqlite:///{tmp_path}/another.sqlite"
     return request.getfixturevalue("pg_server").create_database()
+
+
+def test_the_revisions_make_the_tables_the_code_queries(index_url):
+    """Every table the code declares (columns, types, nullability, indexes) is what the
+    revisions made: a change on one side without the other fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    Index(index_url).close()
+    declared = [t.metadata for t in (sources_table, leases_table, runs_table, outbox_table)]
+    engine = sa.create_engine(index_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            for metadata in declared:
+                # Each declaration covers its own tables; the others' show as "extra".
+                diffs = [
+                    diff
+                    for diff in compare_metadata(context, metadata)
+                    if not (isinstance(diff, tuple) and diff[0] == "remove_table")
+                    and not (
+                        isinstance(diff, tuple)
+                        and diff[0] == "remove_index"
+                        and diff[1].table.name not in metadata.tables
+                    )
+                ]
+                assert diffs == [], sorted(metadata.tables)
+    finally:
+        engine.dispose()
