@@ -94,6 +94,19 @@ class Leases:
             query = sa.select(sa.func.count()).where(leases_table.c.expires_at > now)
             return int(conn.execute(query).scalar_one())
 
+    def dead_holders(self, source_ids: list[str]) -> dict[str, list[str]]:
+        """The holders whose leases on these sources expired (they died), with those sources."""
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(sorted(set(source_ids))):
+            with self._index.reading("list expired leases") as conn:
+                now = format_rfc3339(_now(conn))
+                query = sa.select(leases_table.c.holder, leases_table.c.source_id).where(
+                    leases_table.c.source_id.in_(chunk), leases_table.c.expires_at <= now
+                )
+                for holder, sid in conn.execute(query):
+                    found.setdefault(holder, []).append(sid)
+        return found
+
     def expired(self) -> list[str]:
         """Ids of sources whose lease expired without a release (its holder died)."""
         with self._index.reading("list expired leases") as conn:

@@ -20,14 +20,17 @@ runs_table = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("started_at", sa.String(32), nullable=False),
     sa.Column("ended_at", sa.String(32), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # running, ok, interrupted, failed, killed
+    # running, ok, interrupted, failed, killed
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("due", sa.Integer, nullable=False),
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("errors", sa.JSON, nullable=False),
     # Fleet mode: the worker (Celery hostname) that ran a batch, and the captures it stored.
     sa.Column("worker", sa.String(255), nullable=True),
     sa.Column("captures", sa.JSON, nullable=True),
+    sa.Column("lease_holder", sa.String(200), nullable=True),
     sa.Index("ix_runs_started_at", "started_at"),
+    sa.Index("ix_runs_lease_holder", "lease_holder"),
 )
 
 
@@ -43,6 +46,7 @@ class RunRecord:
     errors: list
     worker: str | None = None
     captures: list | None = None
+    lease_holder: str | None = None
 
 
 class RunLog:
@@ -58,7 +62,9 @@ class RunLog:
         except sa_exc.SQLAlchemyError as exc:
             raise StorageError(f"run log: {exc.__class__.__name__}") from exc
 
-    def start(self, kind: str, due: int, worker: str | None = None) -> str:
+    def start(
+        self, kind: str, due: int, worker: str | None = None, lease_holder: str | None = None
+    ) -> str:
         run_id = new_capture_id()
         self._run(
             sa.insert(runs_table).values(
@@ -71,9 +77,22 @@ class RunLog:
                 counts={},
                 errors=[],
                 worker=worker,
+                lease_holder=lease_holder,
             )
         )
         return run_id
+
+    def running_batch(self, lease_holder: str) -> RunRecord | None:
+        """The fleet batch still "running" whose leases carry this holder name, if any."""
+        query = sa.select(runs_table).where(
+            runs_table.c.lease_holder == lease_holder, runs_table.c.status == "running"
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except sa_exc.SQLAlchemyError as exc:
+            raise StorageError(f"run log: {exc.__class__.__name__}") from exc
+        return None if row is None else RunRecord(**row._mapping)
 
     def close_abandoned(self) -> int:
         """Mark runs still "running" as "killed"; how many.
@@ -101,10 +120,14 @@ class RunLog:
         errors: list[str],
         captures: list[str] | None = None,
     ) -> None:
-        """End a run; ``captures``: the ids of the captures it stored (fleet batches)."""
+        """End a run; ``captures``: the ids of the captures it stored (fleet batches).
+
+        A run ended already stays as it was: a batch closed as killed by the worker that
+        took over its sources is not reopened by its own worker coming back late.
+        """
         self._run(
             sa.update(runs_table)
-            .where(runs_table.c.id == run_id)
+            .where(runs_table.c.id == run_id, runs_table.c.status == "running")
             .values(
                 ended_at=utc_now_rfc3339(),
                 status=status,

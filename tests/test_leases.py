@@ -139,6 +139,24 @@ def test_a_redelivered_task_ends_the_dead_holders_leases_on_what_it_captured(ind
     assert leases.live_count() == 3
 
 
+def test_dead_holders_and_their_batch_records(index, ids):
+    leases, runs = Leases(index), RunLog(index)
+    leases.take(ids[:3], "dead/1/t", 60, not_captured_since=SINCE)
+    leases.take(ids[3:5], "alive/2/u", 60, not_captured_since=SINCE)
+    batch = runs.start("batch", 3, worker="dead@host", lease_holder="dead/1/t")
+    assert leases.dead_holders(ids) == {}
+    for sid in (*ids[:2], ids[3]):
+        expire(index, sid)
+    assert leases.dead_holders(ids) == {"dead/1/t": ids[:2], "alive/2/u": [ids[3]]}
+    assert runs.running_batch("dead/1/t").id == batch
+    runs.finish(batch, "killed", {"new": 1}, ["taken over"], ["c1"])
+    assert runs.running_batch("dead/1/t") is None
+    # Its worker, back late, does not reopen or rewrite the record.
+    runs.finish(batch, "ok", {"new": 3}, [], ["c1", "c2", "c3"])
+    [record] = runs.recent()
+    assert (record.status, record.captures, record.lease_holder) == ("killed", ["c1"], "dead/1/t")
+
+
 def test_renew_moves_only_the_holders_expiry(index, ids):
     leases = Leases(index)
     leases.take(ids[:2], "w1", 60, not_captured_since=SINCE)

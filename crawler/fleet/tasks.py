@@ -119,14 +119,17 @@ def _capture_leased(
     ttl = config.queue.lease_seconds
     with Index(config.index_url) as index:
         leases = Leases(index)
+        dead = leases.dead_holders(source_ids)
         taken = leases.take(source_ids, holder, ttl, not_captured_since=enqueued_at)
+        for dead_holder, their_sources in dead.items():
+            _close_dead_batch(index, dead_holder, their_sources, report.worker)
         for sid in source_ids:
             if sid not in taken:
                 _not_taken(index, sid, enqueued_at, report)
         if not taken:
             return
         runs = RunLog(index)
-        batch_run = runs.start("batch", len(taken), worker=report.worker)
+        batch_run = runs.start("batch", len(taken), worker=report.worker, lease_holder=holder)
         before = len(report.results)
         try:
             with _renewing(lambda: leases.renew(taken, holder, ttl), ttl / 3):
@@ -164,6 +167,26 @@ def _record_batch(
     status = "interrupted" if report.interrupted else ("failed" if left or errors else "ok")
     captures = [r["capture_id"] for r in mine if r.get("capture_id")]
     runs.finish(batch_run, status, counts, errors + report.errors, captures)
+
+
+def _close_dead_batch(index: Index, holder: str, source_ids: list[str], taker: str) -> None:
+    """Close the batch of a worker that died holding these leases: killed, with the
+    captures it stored before dying (only its lease allowed them since it started)."""
+    runs = RunLog(index)
+    batch = runs.running_batch(holder)
+    if batch is None:
+        return  # closed already (by another taker, or by its worker after all)
+    mine = [
+        capture
+        for sid in sorted(source_ids)
+        for capture in index.captures(sid)
+        if capture.captured_at >= batch.started_at
+    ]
+    counts: dict[str, int] = {}
+    for capture in mine:
+        counts[capture.verdict] = counts.get(capture.verdict, 0) + 1
+    reason = f"its worker stopped renewing its leases (killed or cut off); {taker} took over"
+    runs.finish(batch.id, "killed", counts, [reason], [c.id for c in mine])
 
 
 def _not_taken(index: Index, sid: str, enqueued_at: str, report: BatchReport) -> None:

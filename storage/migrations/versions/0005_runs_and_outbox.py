@@ -16,8 +16,13 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-# Added to `runs` after its first release: a fleet batch's worker and its captures.
-_RUNS_FLEET_COLUMNS = {"worker": sa.String(255), "captures": sa.JSON()}
+# Added to `runs` after its first release: a fleet batch's worker, its captures, and the
+# holder name of its leases (how a worker taking over finds the batch of a dead one).
+_RUNS_FLEET_COLUMNS = {
+    "worker": sa.String(255),
+    "captures": sa.JSON(),
+    "lease_holder": sa.String(200),
+}
 
 
 def upgrade() -> None:
@@ -55,6 +60,7 @@ def upgrade() -> None:
         )
     indexes = {
         "ix_runs_started_at": ("runs", ["started_at"]),
+        "ix_runs_lease_holder": ("runs", ["lease_holder"]),
         "ix_outbox_due": ("outbox", ["delivered_at", "next_attempt_at"]),
     }
     for name, (table, columns) in indexes.items():
