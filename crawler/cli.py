@@ -9,6 +9,7 @@ Exit codes (a cron wrapper can act on them; see README):
     5  another run holds the lock
     6  the run finished but some captures could not be stored
     7  verify found damage: a manifest, blob or hash chain does not check out
+    8  run-once (fleet) stopped waiting at [queue] wait_timeout_s: tasks left queued
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from crawler.urls import with_scheme
 from storage.runlog import RunLog
 
 EXIT_STORE_FAILED = 6
+EXIT_FLEET_UNFINISHED = 8
 ARTIFACTS = ("dom", "raw", "screenshot", "text", "warc", "media")
 logger = logging.getLogger("citearchive")
 
@@ -152,6 +154,13 @@ def run_once(ctx: click.Context, everything: bool, limit: int | None, no_wait: b
     if summary.not_stored:
         click.echo(f"citearchive: {summary.not_stored} capture(s) could not be stored", err=True)
         ctx.exit(EXIT_STORE_FAILED)
+    if summary.unfinished:
+        click.echo(
+            f"citearchive: stopped waiting after [queue] wait_timeout_s = "
+            f"{config.queue.wait_timeout_s:g} s; {summary.unfinished} source(s) stay queued",
+            err=True,
+        )
+        ctx.exit(EXIT_FLEET_UNFINISHED)
 
 
 @cli.command()

@@ -63,6 +63,9 @@ class QueueConfig(_Section):
     # again (the broker's visibility timeout is set a little longer).
     lease_seconds: Annotated[float, Field(ge=10, le=86_400)] = 1800.0
     queue_name: str = "citearchive"
+    # run-once stops waiting for its tasks after this long (exit 8; they stay queued for
+    # the workers); 0: until they finish, however long.
+    wait_timeout_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 0.0
 
 
 class IndexConfig(_Section):

@@ -34,6 +34,8 @@ class RunSummary:
     interrupted: bool
     notifications: DeliveryReport | None = None
     store_note: str | None = None  # an outage of the store: downtime, captures spooled
+    # Fleet mode: sources whose tasks had not finished when run-once stopped waiting.
+    unfinished: int = 0
 
     @property
     def counts(self) -> Counter[str]:
@@ -42,7 +44,7 @@ class RunSummary:
     @property
     def not_stored(self) -> int:
         """Captures lost to a storage failure (an interruption is not a failure)."""
-        missing = 0 if self.interrupted else self.due - len(self.results)
+        missing = 0 if self.interrupted else self.due - len(self.results) - self.unfinished
         return missing + self.counts["error"]
 
     def line(self) -> str:
@@ -53,6 +55,8 @@ class RunSummary:
             text += ": " + ", ".join(parts)
         if self.interrupted:
             text += f" (interrupted: {self.due - len(self.results)} left for the next run)"
+        if self.unfinished:
+            text += f" ({self.unfinished} still queued for the workers: not waited for)"
         problem = self.notifications and self.notifications.problem()
         if problem:
             text += f"; {problem}"

@@ -505,3 +505,37 @@ def test_a_local_run_left_running_is_closed_but_a_fleet_batch_is_not(tmp_path: P
         new = next(r for r in runs.recent() if r.id == batch)
     assert (status[running], status[local]) == ("running", "killed")
     assert (new.worker, new.captures, new.status) == ("w1@host", ["c1", "c2"], "ok")
+
+
+def test_run_once_with_no_worker_warns_stops_at_its_timeout_and_leaves_tasks_queued(
+    fleet: Fleet, pg_index_url: str
+) -> None:
+    site = Site(3)
+    try:
+        fleet.config_text = fleet.config_text.replace(
+            "lease_seconds = 10\n", "lease_seconds = 10\nwait_timeout_s = 4\n"
+        )
+        control = fleet.config("control")
+        assert run_cli(control, "add", *site.urls()).code == 0
+        code, out, err = finish(spawn(control, "run-once", "--all"), fleet)
+        assert code == 8, (out, err)
+        assert "captured 0 of 3 due sources (3 still queued for the workers" in out
+        assert "no worker answers: start `citearchive worker`" in err
+        assert err.strip().splitlines()[-1] == (
+            "citearchive: stopped waiting after [queue] wait_timeout_s = 4 s; "
+            "3 source(s) stay queued"
+        )
+        [run] = json.loads(run_cli(control, "runs", "--json").out)
+        assert (run["kind"], run["status"]) == ("run-once", "unfinished")
+        assert site.hits.total() == 0
+        # The tasks were not lost: a worker started later captures each source once.
+        fleet.start("w1")
+        deadline = time.monotonic() + WAIT_S
+        while len(captures_by_url(pg_index_url)) < 3 or not all(
+            captures_by_url(pg_index_url).values()
+        ):
+            assert time.monotonic() < deadline, fleet.logs()
+            time.sleep(0.5)  # the index is polled: the test has no event from the worker
+        assert_exactly_once(pg_index_url, site.urls(), fleet)
+    finally:
+        site.stop()

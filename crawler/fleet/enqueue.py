@@ -34,6 +34,8 @@ from storage.runlog import RunLog
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5  # how often run-once looks at its tasks' states
+WORKER_CHECK_SECONDS = 60.0  # how often a waiting run-once asks whether any worker is alive
+PING_SECONDS = 1.0  # how long workers have to answer that ping
 TRANSIENT = (redis.RedisError, OperationalError, OSError)
 
 
@@ -119,17 +121,34 @@ def _server_id(client: redis.Redis | None) -> str | None:
         return None
 
 
-def wait(app: Celery, config: Config, enqueued: Enqueued) -> tuple[list[dict], list[str]]:
-    """Each task's summary once all have finished; and the errors of tasks that failed."""
+@dataclass
+class Waited:
+    """What run-once got back: finished tasks' summaries, failed tasks' errors, and the
+    tasks (id -> source ids) still unfinished when ``[queue] wait_timeout_s`` ran out."""
+
+    summaries: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    unfinished: dict[str, list[str]] = field(default_factory=dict)
+
+
+def wait(app: Celery, config: Config, enqueued: Enqueued) -> Waited:
+    """Each task's summary once all have finished (or the wait timeout ran out)."""
     url = config.queue.broker if config.queue.broker.startswith("redis") else None
     client = _client(url) if url else None
     server = _server_id(client)
     pending = dict(enqueued.tasks)
-    summaries: list[dict] = []
-    errors: list[str] = []
+    waited = Waited()
+    summaries, errors = waited.summaries, waited.errors
     rebuilt: Celery | None = None
+    timeout = config.queue.wait_timeout_s
+    started = time.monotonic()
+    watch = _WorkerWatch(started, timeout)
     try:
         while pending:
+            if timeout and time.monotonic() - started >= timeout:
+                waited.unfinished = pending
+                break
+            watch.check(rebuilt or app, len(pending))
             _collect(rebuilt or app, pending, summaries, errors)
             now = _server_id(client)
             if pending and None not in (now, server) and now != server:
@@ -150,7 +169,33 @@ def wait(app: Celery, config: Config, enqueued: Enqueued) -> tuple[list[dict], l
             client.close()
         if rebuilt is not None:
             rebuilt.close()
-    return summaries, errors
+    return waited
+
+
+class _WorkerWatch:
+    """Says so (a warning) when no worker answers while run-once waits, and once more when
+    one does again: a cron job waiting for a fleet that is down is not silent."""
+
+    def __init__(self, started: float, timeout: float) -> None:
+        first = min(WORKER_CHECK_SECONDS, timeout / 2) if timeout else WORKER_CHECK_SECONDS
+        self._next = started + first
+        self._missing = False
+
+    def check(self, app: Celery, pending: int) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + WORKER_CHECK_SECONDS
+        try:
+            alive = bool(app.control.ping(timeout=PING_SECONDS))
+        except TRANSIENT:
+            return  # the broker is away: the Redis-restart handling above speaks for it
+        if not alive and not self._missing:
+            logger.warning(
+                "%d task(s) waiting and no worker answers: start `citearchive worker`", pending
+            )
+        elif alive and self._missing:
+            logger.warning("a worker answers again: %d task(s) waiting", pending)
+        self._missing = not alive
 
 
 def _collect(app: Celery, pending: dict, summaries: list[dict], errors: list[str]) -> None:
@@ -190,11 +235,19 @@ def run_once(
         if not wait_for_tasks:
             runs.finish(run_id, "enqueued", {}, [])
             return enqueued
-        summaries, errors = wait(celery, config, enqueued)
+        waited = wait(celery, config, enqueued)
+        summaries, errors = waited.summaries, waited.errors
         summary = _summarise(run_id, len(due), summaries)
+        summary.unfinished = sum(len(ids) for ids in waited.unfinished.values())
         errors += [f"{r.url}: {r.error}" for r in summary.results if r.verdict == "error"]
         errors += [e for s in summaries for e in s["errors"]]
+        if waited.unfinished:
+            errors.append(
+                f"{len(waited.unfinished)} task(s) not finished after "
+                f"{config.queue.wait_timeout_s:g} s: left queued for the workers"
+            )
         status = "failed" if summary.not_stored or errors else "ok"
+        status = "unfinished" if waited.unfinished else status
         captures = [r.capture_id for r in summary.results if r.capture_id]
         runs.finish(run_id, status, dict(summary.counts), errors, captures)
         events = events_for_run(app.index, config, summary.results)
