@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from pgserver import running_pg_server  # noqa: E402
+from procgroups import stop_groups  # noqa: E402
 from redisserver import running_redis_server  # noqa: E402
 
 from crawler.app import App  # noqa: E402
@@ -142,15 +142,7 @@ def workers(root: Path, config: Path, count: int) -> Iterator[list[str]]:
                 raise RuntimeError(f"workers not ready; logs in {root}")
         yield names
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
+        stop_groups(procs, grace_s=120)
 
 
 def _time(stamp: str) -> float:
@@ -191,7 +183,8 @@ def one_round(root: Path, pg, redis, site: SlowSite, count: int, pages: int, bat
         celery = make_app(loaded)
         started = time.monotonic()
         enqueued = enqueue_sources(celery, loaded, ids)
-        summaries, errors = wait(celery, loaded, enqueued)
+        waited = wait(celery, loaded, enqueued)
+        summaries, errors = waited.summaries, waited.errors
         seconds = time.monotonic() - started
         load = os.getloadavg()[0]  # the machine is shared: how busy it was meanwhile
     captured = sum(len(s.get("results", [])) for s in summaries)

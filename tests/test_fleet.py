@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import redis
 from cliutil import run_cli, write_config
+from procgroups import stop_groups
 from redisserver import free_port
 
 from crawler.config import load_config
@@ -130,16 +131,10 @@ class Fleet:
         self.procs.pop(name).wait(30)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-                pytest.fail(f"worker {name} did not stop on SIGTERM")
+        killed = stop_groups(self.procs.values())
+        names = [name for name, proc in self.procs.items() if proc in killed]
+        if names:
+            pytest.fail(f"worker(s) {', '.join(names)} did not stop on SIGTERM")
 
     def logs(self) -> str:
         return "\n".join(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import s3server
 from cliutil import run_cli, write_config
 from moto.server import ThreadedMotoServer
 from pgserver import PgServer
+from procgroups import stop_groups
 from redisserver import RedisServer
 
 from crawler.config import load_config
@@ -173,18 +173,6 @@ def start_worker(ns: str, config: Path, name: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def stop_workers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-
-
 def worker_logs(root: Path) -> str:
     return "\n".join(
         (root / n / "worker.log").read_text(errors="replace")[-3000:] for n in ("w1", "w2")
@@ -228,7 +216,7 @@ def test_two_workers_in_their_own_namespaces_share_a_run(
         with redis.Redis.from_url(rds.url, socket_timeout=5) as admin:
             peers = {c["addr"].rsplit(":", 1)[0] for c in admin.client_list()}
     finally:
-        stop_workers(procs)
+        stop_groups(procs)
     assert {f"{NET}.1.2", f"{NET}.2.2"} <= peers
     # Each page captured once, by the two workers between them, fetched over the links.
     with Index(index_url) as index:

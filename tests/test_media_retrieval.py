@@ -13,7 +13,6 @@ import io
 import json
 import os
 import subprocess
-import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -23,8 +22,8 @@ from pathlib import Path
 import pytest
 from cliutil import run_cli, write_config
 from tools import tool, wayback
-from waitress import create_server
 from warcio.archiveiterator import ArchiveIterator
+from webserver import Served
 
 from crawler.app import App
 from crawler.config import load_config
@@ -375,21 +374,6 @@ def test_ranged_reads_in_local_and_s3_stores(backend, request, tmp_path, monkeyp
 
 
 # The web UI
-
-
-class Served:
-    """A waitress server for the UI on 127.0.0.1:<free port>, in a thread."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
-        self.base = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.close()
-        self.app.extensions["citearchive"].close()
 
 
 @pytest.fixture(scope="module")

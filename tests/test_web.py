@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from cliutil import history, run_cli, write_config
 from fixture_site import FixtureSite, html
-from waitress import create_server
+from webserver import Served
 
 from crawler.config import load_config
 from crawler.web import create_app
@@ -30,21 +29,6 @@ EVIL = (
     "fetch('/?from=archived-script').catch(function () {});"
     "</script>"
 )
-
-
-class Served:
-    """A waitress server for one Flask app on 127.0.0.1:<free port>, in a thread."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
-        self.base = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.close()
-        self.app.extensions["citearchive"].close()
 
 
 @pytest.fixture(scope="module")
