@@ -20,12 +20,14 @@ runs_table = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("started_at", sa.String(32), nullable=False),
     sa.Column("ended_at", sa.String(32), nullable=True),
-    # running, ok, interrupted, failed, killed
+    # running, ok, interrupted, failed, killed; a fleet run-once also enqueued (--no-wait)
+    # or unfinished (its wait timed out)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("due", sa.Integer, nullable=False),
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("errors", sa.JSON, nullable=False),
-    # Fleet mode: the worker (Celery hostname) that ran a batch, and the captures it stored.
+    # Fleet mode: the worker (Celery hostname) that ran a batch, the captures it stored, and
+    # the holder name of its leases (how the worker taking over a dead one's finds its batch).
     sa.Column("worker", sa.String(255), nullable=True),
     sa.Column("captures", sa.JSON, nullable=True),
     sa.Column("lease_holder", sa.String(200), nullable=True),
