@@ -98,7 +98,8 @@ def crawl_settings(
         "ROBOTSTXT_OBEY": config.politeness.obey_robots_txt,
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.politeness.per_host_concurrency,
         "DOWNLOAD_DELAY": config.politeness.per_host_delay,
-        "RANDOMIZE_DOWNLOAD_DELAY": False,
+        # The delay is a floor the fleet holds too (crawler/fleet/politeness.py): no jitter.
+        "DOWNLOAD_DELAY_JITTER": 0,
         "USER_AGENT": config.crawl.user_agent,
         # A 404 or 410 is evidence (a deletion), not an error to drop.
         "HTTPERROR_ALLOW_ALL": True,
