@@ -186,7 +186,7 @@ class _WorkerWatch:
             return
         self._next = time.monotonic() + WORKER_CHECK_SECONDS
         try:
-            alive = bool(app.control.ping(timeout=PING_SECONDS))
+            alive = bool(answering_workers(app))
         except TRANSIENT:
             return  # the broker is away: the Redis-restart handling above speaks for it
         if not alive and not self._missing:
@@ -196,6 +196,12 @@ class _WorkerWatch:
         elif alive and self._missing:
             logger.warning("a worker answers again: %d task(s) waiting", pending)
         self._missing = not alive
+
+
+def answering_workers(app: Celery) -> list[str]:
+    """The workers that answer a ping within PING_SECONDS (broker errors propagate)."""
+    replies = app.control.ping(timeout=PING_SECONDS) or []
+    return sorted(name for reply in replies for name in reply)
 
 
 def _collect(app: Celery, pending: dict, summaries: list[dict], errors: list[str]) -> None:

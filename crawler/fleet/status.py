@@ -6,10 +6,8 @@ from crawler.app import App
 from crawler.config import Config
 from crawler.errors import CitearchiveError
 from crawler.fleet.app import make_app
-from crawler.fleet.enqueue import TRANSIENT, queue_depth
+from crawler.fleet.enqueue import TRANSIENT, answering_workers, queue_depth
 from storage.leases import Leases
-
-PING_SECONDS = 1.0  # how long workers have to answer a ping
 
 
 def fleet_info(app: App) -> dict:
@@ -33,11 +31,10 @@ def fleet_info(app: App) -> dict:
 
 
 def _alive(config: Config, errors: list[str]) -> list[str]:
-    """The workers that answer a ping within PING_SECONDS."""
+    """The workers that answer a ping."""
     celery = make_app(config)
     try:
-        replies = celery.control.ping(timeout=PING_SECONDS) or []
-        return sorted(name for reply in replies for name in reply)
+        return answering_workers(celery)
     except TRANSIENT as exc:
         errors.append(f"workers: {exc}")
         return []

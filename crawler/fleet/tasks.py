@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,9 +161,7 @@ def _record_batch(
     runs: RunLog, batch_run: str, report: BatchReport, mine: list[dict], left: bool
 ) -> None:
     """The batch's run record: its worker, counts, errors and the captures it stored."""
-    counts: dict[str, int] = {}
-    for r in mine:
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    counts = dict(Counter(r["verdict"] for r in mine))
     errors = [f"{r['url']}: {r['error']}" for r in mine if r["verdict"] == "error"]
     status = "interrupted" if report.interrupted else ("failed" if left or errors else "ok")
     captures = [r["capture_id"] for r in mine if r.get("capture_id")]
@@ -182,9 +181,7 @@ def _close_dead_batch(index: Index, holder: str, source_ids: list[str], taker: s
         for capture in index.captures(sid)
         if capture.captured_at >= batch.started_at
     ]
-    counts: dict[str, int] = {}
-    for capture in mine:
-        counts[capture.verdict] = counts.get(capture.verdict, 0) + 1
+    counts = dict(Counter(capture.verdict for capture in mine))
     reason = f"its worker stopped renewing its leases (killed or cut off); {taker} took over"
     runs.finish(batch.id, "killed", counts, [reason], [c.id for c in mine])
 
