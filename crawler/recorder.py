@@ -80,14 +80,29 @@ class TrafficRecorder:
         self._page_answered = False
         self._pending: set[asyncio.Task] = set()
         self._closing: asyncio.Future | None = None
-        page.on("request", self._on_request)
-        page.on("response", self._on_response)
-        page.on("requestfailed", self._on_failed)
-        page.on("popup", self._on_popup)
-        page.on("download", self._on_download)
+        self._listeners = {
+            "request": self._on_request,
+            "response": self._on_response,
+            "requestfailed": self._on_failed,
+            "popup": self._on_popup,
+            "download": self._on_download,
+        }
+        self._timer: asyncio.TimerHandle | None = None
         if deadline is not None:
-            timer = asyncio.get_running_loop().call_later(deadline, self._expire, deadline)
-            page.on("close", lambda _: timer.cancel())
+            self._timer = asyncio.get_running_loop().call_later(deadline, self._expire, deadline)
+            self._listeners["close"] = self._on_close
+        for event, listener in self._listeners.items():
+            page.on(event, listener)
+
+    def detach(self) -> None:
+        """Stop recording and disarm the deadline: the tab goes on to another capture."""
+        for event, listener in self._listeners.items():
+            self.page.remove_listener(event, listener)
+        self._on_close()
+
+    def _on_close(self, _page: Page | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.ensure_future(coro)

@@ -211,6 +211,7 @@ def run_batch(
             ),
             context_kwargs=context_options(config),
             pages_per_context=config.crawl.pages_per_context,
+            tabs=config.crawl.concurrency,
             egress=proxy,
             media=media,
             probes=HostProbes(

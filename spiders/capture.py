@@ -32,6 +32,7 @@ from crawler.probes import HostProbes
 from crawler.profiles import profile_for
 from crawler.recheck import RecheckBasis, cheap_outcome
 from crawler.recorder import TrafficRecorder
+from spiders.tabs import ContextRecycler, Lane, TabLanes
 from storage.ids import utc_now_rfc3339
 
 logger = logging.getLogger(__name__)
@@ -59,33 +60,6 @@ class CaptureTarget:
     previous_media: tuple[dict, ...] = ()
 
 
-class ContextRecycler:
-    """Spread pages over numbered browser contexts and close each one when it is used up.
-
-    A context that has served ``pages_per_context`` pages gets no new page; once its last
-    page is done it is closed, which frees what Chromium and scrapy-playwright keep per
-    context (long runs otherwise grow without bound).
-    """
-
-    def __init__(self, pages_per_context: int) -> None:
-        self.pages_per_context = pages_per_context
-        self._assigned = 0
-        self._given: dict[str, int] = {}  # pages handed to each context so far
-        self._open: dict[str, int] = {}  # pages of each context not yet closed
-
-    def assign(self) -> str:
-        name = f"capture-{self._assigned // self.pages_per_context}"
-        self._assigned += 1
-        self._given[name] = self._given.get(name, 0) + 1
-        self._open[name] = self._open.get(name, 0) + 1
-        return name
-
-    def finished(self, name: str) -> bool:
-        """Record one page of ``name`` done; True when the context can be closed."""
-        self._open[name] -= 1
-        return self._open[name] == 0 and self._given[name] >= self.pages_per_context
-
-
 class CaptureSpider(scrapy.Spider):
     name = "capture"
     custom_settings: dict = {}
@@ -97,6 +71,7 @@ class CaptureSpider(scrapy.Spider):
         page_options: PageOptions | None = None,
         context_kwargs: dict | None = None,
         pages_per_context: int = 50,
+        tabs: int = 1,
         egress: EgressProxy | None = None,
         probes: HostProbes | None = None,
         media: MediaCollector | None = None,
@@ -107,7 +82,8 @@ class CaptureSpider(scrapy.Spider):
         self.policy = policy or DestinationPolicy()
         self.page_options = page_options or PageOptions()
         self.context_kwargs = context_kwargs or {}
-        self.recycler = ContextRecycler(pages_per_context)
+        # One lane per page rendered at once: [crawl] concurrency, as CONCURRENT_REQUESTS.
+        self.tabs = TabLanes(tabs, ContextRecycler(pages_per_context))
         self.egress = egress
         self.probes = probes
         self.media = media
@@ -122,23 +98,29 @@ class CaptureSpider(scrapy.Spider):
             if target.basis is not None:
                 yield self._conditional_request(target)
             else:
-                yield self._render_request(target)
+                yield await self._render_request(target)
 
-    def _render_request(self, target: CaptureTarget) -> scrapy.Request:
+    async def _render_request(self, target: CaptureTarget) -> scrapy.Request:
+        """The browser's request for ``target``, once a lane is free to render it."""
+        lane, context = await self.tabs.acquire()
+        meta = {
+            "playwright": True,
+            "playwright_include_page": True,
+            "playwright_context": context,
+            "playwright_context_kwargs": self.context_kwargs,
+            "playwright_page_init_callback": self._init_page,
+            "capture_target": target,
+            "captured_at": utc_now_rfc3339(),
+            "tab_lane": lane,
+        }
+        if lane.page is not None:
+            meta["playwright_page"] = lane.page  # the lane's kept tab, blank
         return scrapy.Request(
             target.url,
             callback=self.parse_page,
             errback=self.on_error,
             dont_filter=True,
-            meta={
-                "playwright": True,
-                "playwright_include_page": True,
-                "playwright_context": self.recycler.assign(),
-                "playwright_context_kwargs": self.context_kwargs,
-                "playwright_page_init_callback": self._init_page,
-                "capture_target": target,
-                "captured_at": utc_now_rfc3339(),
-            },
+            meta=meta,
         )
 
     def _conditional_request(self, target: CaptureTarget) -> scrapy.Request:
@@ -163,7 +145,7 @@ class CaptureSpider(scrapy.Spider):
             cheap_outcome, target.basis, response.status, response.url, response.body, media_type
         )
         if reason is None:
-            yield self._render_request(target)
+            yield await self._render_request(target)
             return
         item = CaptureItem(
             source_id=target.source_id,
@@ -185,7 +167,7 @@ class CaptureSpider(scrapy.Spider):
 
     async def on_conditional_error(self, failure: Failure) -> AsyncIterator[scrapy.Request]:
         # The cheap tier only ever confirms "unchanged": any doubt goes to the browser.
-        yield self._render_request(failure.request.meta["capture_target"])
+        yield await self._render_request(failure.request.meta["capture_target"])
 
     async def _init_page(self, page, request: scrapy.Request) -> None:
         previous: TrafficRecorder | None = request.meta.get("recorder")
@@ -215,14 +197,16 @@ class CaptureSpider(scrapy.Spider):
         )
         item.timings["navigate_s"] = round(meta.get("download_latency", 0.0), 3)
         download = response.body if meta.get("playwright_suggested_filename") else None
+        clean = False
         try:
             await fill_from_page(
                 item, page, meta["recorder"], self.page_options, download_body=download
             )
             if self.probes is not None and item.http_status == 200 and item.dom is not None:
                 item.probe = await self.probes.get(item.final_url or item.url, page.context)
+            clean = item.error is None
         finally:
-            await self._close_page(page, meta["playwright_context"])
+            await self._end_tab(meta, page, keep=clean)
         if self.media is not None and item.http_status == 200 and item.dom is not None:
             item.media = await self._collect_media(item, meta["recorder"], target)
         yield item
@@ -259,8 +243,7 @@ class CaptureSpider(scrapy.Spider):
             parts = urlsplit(request.url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
             message = self.egress.explain(parts.hostname or "", port) or message
-        if page is not None:
-            await self._close_page(page, request.meta["playwright_context"])
+        await self._end_tab(request.meta, page, keep=False)
         yield self._failed_item(
             request.meta["capture_target"],
             message or repr(failure.value),
@@ -268,12 +251,13 @@ class CaptureSpider(scrapy.Spider):
             refused=message.startswith("refused: "),
         )
 
-    async def _close_page(self, page, context_name: str) -> None:
-        # Close the page before its context (scrapy-playwright's memory advice).
-        context = page.context
-        await page.close()
-        if self.recycler.finished(context_name):
-            await context.close()
+    async def _end_tab(self, meta: dict, page, *, keep: bool) -> None:
+        """The capture is done with its tab: its lane keeps the tab only after a clean capture."""
+        recorder: TrafficRecorder | None = meta.get("recorder")
+        if recorder is not None:
+            recorder.detach()
+        lane: Lane = meta["tab_lane"]
+        await self.tabs.release(lane, page, meta["playwright_context"], keep=keep)
 
     def _failed_item(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,6 +127,8 @@ class FixtureSite:
         self.pages = default_pages()
         self.hits: Counter[str] = Counter()
         self.last_headers: dict[str, dict[str, str]] = {}  # path -> headers of its last request
+        self.log: list[str] = []  # every request's path and query, in arrival order
+        self.delays: dict[str, float] = {}  # path -> the server's think time before answering
         self._lock = threading.Lock()
         site = self
 
@@ -134,8 +137,12 @@ class FixtureSite:
                 path = self.path.split("?")[0]
                 with site._lock:
                     site.hits[path] += 1
+                    site.log.append(self.path)
                     site.last_headers[path] = dict(self.headers.items())
                     entry = site.pages.get(path)
+                    delay = site.delays.get(path, 0.0)
+                if delay:
+                    time.sleep(delay)  # the server's think time, not synchronisation
                 if entry is None:
                     self.send_error(404)
                     return
