@@ -9,6 +9,7 @@ One run, one machine, side by side:
   (f) bytes added to the store per unchanged re-check;
   (g) first capture of media-free pages with [media] enabled and disabled: the ratio;
   (h) one page with a 3 s clip against one page without media;
+  (tabs) Chromium's CPU per page with a new tab per page against one kept tab;
   and, with --scale sources in the index, how long `status` and the due selection take,
   on SQLite and on PostgreSQL (a server of its own, or --scale-index-url).
 Prints the figures and ratios and writes them to bench/results/<UTC time>.json.
@@ -36,6 +37,7 @@ from fleet import fleet_ok, measure_fleet  # noqa: E402
 from media import measure_clip, measure_overhead  # noqa: E402
 from procs import Sampled, flatness, run_sampled  # noqa: E402
 from scale import measure_scale, measure_scale_postgresql  # noqa: E402
+from tabs import measure_tabs  # noqa: E402
 
 EXE = str(Path(sys.executable).parent / "citearchive")
 SUMMARY = re.compile(r"captured (\d+) of (\d+) due sources(?:: (.*))?")
@@ -106,6 +108,7 @@ def main() -> int:
     parser.add_argument("--media-pages", type=int, default=40, help="pages for (g)")
     parser.add_argument("--media-rounds", type=int, default=3, help="(g) and (h) rounds (0: skip)")
     parser.add_argument("--fleet-pages", type=int, default=48, help="fleet run pages (0: skip)")
+    parser.add_argument("--tab-pages", type=int, default=30, help="pages per tabs mode (0: skip)")
     parser.add_argument("--keep", type=Path, help="keep the archives in this new folder")
     args = parser.parse_args()
 
@@ -192,6 +195,8 @@ def main() -> int:
                     )
                 )
             r.update(measure_clip(Archive, root, max(3, args.media_rounds)))
+        if args.tab_pages:
+            r.update(measure_tabs(args.tab_pages))
         if args.soak:
             soak = Archive(root, "soak", args.concurrency)
             soak.cli("add", *[f"{site.base}/a/{n}" for n in range(args.soak)])
