@@ -1,8 +1,8 @@
 """Browser tabs for captures: contexts recycled after N pages, and one tab per lane re-used.
 
-A new tab costs Chromium far more than a navigation: measured on this machine, 30 pages in a
-fresh tab each took ≈1.1 CPU-s per page across Chromium's processes, 30 pages navigated in
-one tab ≈0.2 (docs/scaling.md). So the crawl has as many lanes as it renders pages at once;
+A new tab costs Chromium far more than a navigation: on this machine a page in a new tab
+took ≈1.15 CPU-s across Chromium's processes, a page navigated in a kept tab ≈0.28
+(bench/tabs.py). So the crawl has as many lanes as it renders pages at once;
 a capture takes a lane and navigates the lane's tab, and a tab that ended its capture
 cleanly is blanked (``about:blank`` unloads the page, so nothing of it runs on or reaches the
 next capture's recorder) and kept for the lane's next capture. A tab whose capture failed,

@@ -158,3 +158,19 @@ async def _lanes_keep_and_close_tabs() -> None:
 
 def test_lanes_keep_a_clean_tab_and_close_the_rest():
     asyncio.run(_lanes_keep_and_close_tabs())
+
+
+def test_rechecks_that_must_render_wait_for_the_one_lane(site, tmp_path):
+    # Tiered re-checks: a plain fetch first, a render only for what changed. With one lane
+    # those renders are requested from callbacks while start() waits for the same lane.
+    plain = [f"/plain{n}.html" for n in range(4)]
+    for n, path in enumerate(plain):
+        site.pages[path] = (200, HTML, html(f"Plain {n}", f"<p>Plain notice {n}.</p>"), {})
+    urls = [site.url(p) for p in plain + PAGES[:2]]
+    config = capture(tmp_path, "store", urls, "concurrency = 1")
+    for path in plain[:2]:
+        site.pages[path] = (200, HTML, html("Edited", "<p>This notice was withdrawn.</p>"), {})
+    res = run_cli(config, "run-once", "--all", timeout=120)
+    assert res.code == 0, res.err
+    verdicts = sorted(history(config, url)[-1]["verdict"] for url in urls)
+    assert verdicts == ["changed", "changed", "unchanged", "unchanged", "unchanged", "unchanged"]
