@@ -14,6 +14,7 @@ import hashlib
 import json
 import struct
 import threading
+import time
 import zlib
 from collections import Counter
 from email.utils import formatdate
@@ -169,3 +170,43 @@ class BenchSite:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class SlowSite:
+    """Small pages (any path with ``/p``) on 127.0.0.1, each answered after ``wait_s`` seconds."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.hits = 0
+        lock = threading.Lock()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if "/p" not in self.path:
+                    self.send_error(404)
+                    return
+                with lock:
+                    site.hits += 1
+                time.sleep(wait_s)  # the server's own think time, not synchronisation
+                body = f"<!DOCTYPE html><title>{self.path}</title><p>Page {self.path}.</p>"
+                data = body.encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -22,12 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchsite import SlowSite  # noqa: E402
 from pgserver import running_pg_server  # noqa: E402
 from procgroups import stop_groups  # noqa: E402
 from redisserver import running_redis_server  # noqa: E402
@@ -47,46 +46,6 @@ from storage.index import Index  # noqa: E402
 from storage.runlog import RunLog  # noqa: E402
 
 READY_TIMEOUT_S = 180.0
-
-
-class SlowSite:
-    """Pages /<round>/p<n> on 127.0.0.1, each answered after ``wait_s`` seconds."""
-
-    def __init__(self, wait_s: float) -> None:
-        self.hits = 0
-        lock = threading.Lock()
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if "/p" not in self.path:
-                    self.send_error(404)
-                    return
-                with lock:
-                    site.hits += 1
-                time.sleep(wait_s)  # the server's own think time, not synchronisation
-                body = f"<!DOCTYPE html><title>{self.path}</title><p>Page {self.path}.</p>"
-                data = body.encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def config_text(store: Path, index_url: str, redis_url: str, batch_size: int) -> str:

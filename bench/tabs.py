@@ -14,33 +14,14 @@ import asyncio
 import json
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from benchsite import SlowSite  # noqa: E402
 from procs import run_sampled  # noqa: E402
-
-
-def serve() -> str:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = f"<!DOCTYPE html><title>{self.path}</title><p>Page {self.path}.</p>".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
 
 
 async def render(mode: str, pages: int) -> None:
@@ -48,7 +29,7 @@ async def render(mode: str, pages: int) -> None:
 
     from crawler.runner import CHROMIUM_ARGS
 
-    base = serve()
+    base = SlowSite(0.0).base
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path="/usr/bin/chromium",
