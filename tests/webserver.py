@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from waitress import create_server
+from waitress.wasyncore import close_all
 
 
 class Served:
@@ -18,5 +19,12 @@ class Served:
         self.thread.start()
 
     def close(self) -> None:
-        self.server.close()
+        # Requests in hand finish first (they wake the loop when done), then the sockets are
+        # closed from inside the loop (a thunk its trigger runs): closed from this thread,
+        # they raced the loop's select() (EBADF in the server thread).
+        self.server.task_dispatcher.shutdown()
+        self.server.trigger.pull_trigger(lambda: close_all(self.server._map))
+        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            raise RuntimeError(f"the web UI server at {self.base} did not stop")
         self.app.extensions["citearchive"].close()
