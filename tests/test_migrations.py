@@ -170,6 +170,19 @@ def test_a_database_from_a_newer_citearchive_is_refused(index_url):
         Index(index_url)
 
 
+def race(target, arg) -> list[str]:
+    """RACERS forked processes run ``target(arg, barrier, results)`` together; their outcomes."""
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(RACERS), context.Queue()
+    procs = [context.Process(target=target, args=(arg, barrier, results)) for _ in range(RACERS)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    return outcomes
+
+
 def _open(url, barrier, results):
     barrier.wait(timeout=60)
     try:
@@ -180,15 +193,7 @@ def _open(url, barrier, results):
 
 
 def test_processes_opening_a_fresh_database_at_once_migrate_it_once(index_url):
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(RACERS), context.Queue()
-    procs = [context.Process(target=_open, args=(index_url, barrier, results)) for _ in "x" * 4]
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-    assert outcomes == ["ok"] * RACERS
+    assert race(_open, index_url) == ["ok"] * RACERS
     assert schema(index_url)["revision"] == migrations.HEAD
 
 
@@ -242,14 +247,5 @@ def _connect(path: str, barrier, results) -> None:
 def test_processes_connecting_to_a_fresh_sqlite_file_at_once_all_get_wal(tmp_path):
     """SQLite answers "locked" at once, without its busy handler, to a WAL switch racing
     other connections: 1 round in 6 failed before the retry. 20 rounds of 4."""
-    context = multiprocessing.get_context("fork")
     for n in range(20):
-        barrier, results = context.Barrier(RACERS), context.Queue()
-        path = str(tmp_path / f"fresh{n}.sqlite")
-        procs = [context.Process(target=_connect, args=(path, barrier, results)) for _ in "x" * 4]
-        for proc in procs:
-            proc.start()
-        outcomes = [results.get(timeout=120) for _ in procs]
-        for proc in procs:
-            proc.join(timeout=60)
-        assert outcomes == ["wal"] * RACERS, n
+        assert race(_connect, str(tmp_path / f"fresh{n}.sqlite")) == ["wal"] * RACERS, n

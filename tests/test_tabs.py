@@ -18,6 +18,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler.runner import CHROMIUM_ARGS
 from spiders.tabs import ContextRecycler, TabLanes
+from storage.archive import blob_key
 
 pytestmark = pytest.mark.browser
 
@@ -94,8 +95,7 @@ def test_a_kept_tab_renders_a_page_as_a_fresh_tab_does(site, tmp_path):
 
 
 def _warc_urls(store: Path, sha: str) -> list[str]:
-    path = store / "blobs" / "sha256" / sha[:2] / sha[2:4] / sha
-    with path.open("rb") as stream:
+    with (store / blob_key(sha)).open("rb") as stream:
         return [r.rec_headers.get_header("WARC-Target-URI") or "" for r in ArchiveIterator(stream)]
 
 
